@@ -1,0 +1,169 @@
+"""One typed configuration for the whole kit: preprocessing, export, model, training, inference, tuning.
+
+Every tool reads a `KitConfig`. Defaults are sized for a Kaggle T4/P100; `KitConfig.preset("cpu")` trains in minutes
+on a laptop-class CPU. A config round-trips through YAML (`save` / `load`), so a run directory records exactly what
+produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The competition's hit radius. Everything measured "in threshold units" derives from it.
+HIT_RADIUS_A = 1000.0
+COMPETITION_SLUG = "byu-locating-bacterial-flagellar-motors-2025"
+
+
+@dataclass
+class PreprocessConfig:
+    """Per-tomogram contrast, voxel-spacing policy and 5-channel stack geometry."""
+
+    clip_low: float = 2.0  # percentile mapped to 0
+    clip_high: float = 98.0  # percentile mapped to 255
+    sample_step: int = 4  # percentiles are computed on every n-th voxel along each axis
+    # Resampling policy. None keeps the native voxel grid (default: test spacing is not given on Kaggle, and the
+    # training spacings cluster at 13-16 A). A number resamples every tomogram to that spacing, using the label
+    # file's spacing in training and `assumed_spacing` where none is known (test).
+    target_spacing: float | None = None
+    assumed_spacing: float = 13.1
+    channels: int = 5
+    stack_stride: int = 8  # slices between neighbouring channels: channel k holds z + (k - 2) * stride
+
+
+@dataclass
+class ExportConfig:
+    """Training-set export: 5-page TIFF stacks with pose-format labels carrying z."""
+
+    z_window: int = 6  # positive stacks are centred within +-z_window slices of a motor
+    positives_per_motor: int = 4
+    negatives_per_tomo: int = 3  # stacks from motor-free tomograms (and far from motors)
+    neg_ratio: float = 1.0  # negatives kept per positive, at most
+    box_angstrom: float = 1000.0  # box side in A (the hit radius); `box_px` overrides it
+    box_px: int | None = None
+    imgsz: int | None = None  # None keeps full slices; else longest side is resized to this
+
+
+@dataclass
+class ModelConfig:
+    """The 5-channel YOLOv8 with a z-head."""
+
+    scale: str = "n"  # n/s/m/l/x of ultralytics' yolov8 yaml
+    weights: str | None = None  # optional local 3-channel YOLOv8 .pt to adapt to 5 channels
+    z_loss_gain: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Ultralytics trainer settings for one fold."""
+
+    epochs: int = 60
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "0"
+    workers: int = 4
+    lr0: float = 0.01
+    patience: int = 20
+    mosaic: float = 1.0
+    close_mosaic: int = 10
+    seed: int = 0
+    project: str = "runs"
+
+
+@dataclass
+class InferConfig:
+    """Tomogram -> motor: slice sweep, batching, TTA, 3D fusion and the time budget."""
+
+    slice_step: int = 4  # centre slices visited every n slices
+    batch: int = 32
+    conf: float = 0.05  # detections below this are dropped before fusion
+    device: str = "0"
+    half: bool = True  # fp16 on CUDA (ignored on CPU)
+    imgsz: int = 640
+    tta: tuple[str, ...] = ("identity",)  # names from kitlib.infer.tta.VIEWS
+    fuse_radius_factor: float = 0.5  # cluster radius as a fraction of the hit radius
+    top_k: int = 5
+    time_budget_s: float = 9.0 * 3600  # kernel budget, well under Kaggle's 12 h
+    decode_threads: int = 8
+
+
+@dataclass
+class TuneConfig:
+    """Presence-rule search on out-of-fold predictions."""
+
+    rule: str = "auto"  # "threshold", "quantile" or "auto" (the better of the two on OOF F2)
+    bootstrap: int = 1000
+    seed: int = 0
+    n_folds: int = 5
+
+
+@dataclass
+class KitConfig:
+    """The whole kit's configuration."""
+
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    @classmethod
+    def preset(cls, name: str) -> "KitConfig":
+        """`default` (Kaggle GPU) or `cpu` (trains in minutes on two cores, for the demo and tests)."""
+        if name == "default":
+            return cls()
+        if name == "cpu":
+            return cls(
+                train=TrainConfig(epochs=12, imgsz=256, batch=16, device="cpu", workers=2, patience=100, close_mosaic=3),
+                infer=InferConfig(device="cpu", half=False, imgsz=256, batch=16, slice_step=4, decode_threads=2),
+                export=ExportConfig(imgsz=256),
+                tune=TuneConfig(bootstrap=300, n_folds=3),
+            )
+        raise ValueError(f"unknown preset {name!r}: choose 'default' or 'cpu'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "KitConfig":
+        """Build from a (possibly partial) nested dict; unknown keys are an error, not silently dropped."""
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            section = d.get(f.name) or {}
+            sub_cls = type(getattr(cls(), f.name))
+            known = {sf.name for sf in dataclasses.fields(sub_cls)}
+            unknown = set(section) - known
+            if unknown:
+                raise ValueError(f"unknown config keys in [{f.name}]: {sorted(unknown)}")
+            if "tta" in section:
+                section = {**section, "tta": tuple(section["tta"])}
+            kwargs[f.name] = sub_cls(**section)
+        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if extra:
+            raise ValueError(f"unknown config sections: {sorted(extra)}")
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_dict()
+        data["infer"]["tta"] = list(data["infer"]["tta"])
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KitConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from e
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e

@@ -1,0 +1,123 @@
+"""Read a tomogram folder of `slice_NNNN.jpg` files into a uint8 (z, y, x) array.
+
+Slices are ordered by their number (not lexically) and decoded in parallel threads (OpenCV releases the GIL).
+Every problem with the folder raises `DataError` naming the folder or the slice file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from kitlib.data.errors import DataError
+
+SLICE_PATTERN = re.compile(r"^slice_(\d+)\.(jpe?g|png)$", re.IGNORECASE)
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def list_slices(folder: str | Path) -> list[Path]:
+    """Slice files of a tomogram folder ordered by slice number; numbering must be contiguous from 0.
+
+    Files that are not slices (e.g. `.DS_Store`, `notes.txt`) are ignored with a warning.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: tomogram folder does not exist")
+    numbered: dict[int, Path] = {}
+    ignored = []
+    for path in folder.iterdir():
+        match = SLICE_PATTERN.match(path.name)
+        if not match or not path.is_file():
+            ignored.append(path.name)
+            continue
+        index = int(match.group(1))
+        if index in numbered:
+            raise DataError(f"{path}: slice number {index} also used by {numbered[index].name}")
+        numbered[index] = path
+    if ignored:
+        warnings.warn(f"{folder}: ignoring {len(ignored)} non-slice file(s): {sorted(ignored)[:5]}", stacklevel=2)
+    if not numbered:
+        raise DataError(f"{folder}: no slice_NNNN.jpg files (empty tomogram folder)")
+    indices = sorted(numbered)
+    missing = sorted(set(range(indices[-1] + 1)) - set(indices))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise DataError(f"{folder}: gaps in slice numbering, missing {len(missing)} slice(s): {shown}")
+    return [numbered[i] for i in indices]
+
+
+def decode_slice(path: Path) -> np.ndarray:
+    """Decode one slice to a 2-D uint8 array. Colour is converted to grey and 16-bit scaled to 8-bit, with a warning."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read slice: {e}") from e
+    if not data:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        if not data.startswith(_JPEG_START):
+            raise DataError(f"{path}: not a JPEG file")
+        if not data.rstrip(b"\x00").endswith(_JPEG_END):
+            raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: corrupt image, cannot decode")
+    if image.ndim == 3:
+        warnings.warn(f"{path}: {image.shape[2]}-channel image, converting to greyscale", stacklevel=2)
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    if image.dtype != np.uint8:
+        warnings.warn(f"{path}: {image.dtype} image, scaling to uint8", stacklevel=2)
+        image = (image.astype(np.float32) * (255.0 / max(float(np.iinfo(image.dtype).max), 1.0))).astype(np.uint8)
+    return image
+
+
+def read_tomogram(folder: str | Path, threads: int = 8) -> np.ndarray:
+    """Read a tomogram folder into a uint8 array of shape (z, y, x)."""
+    paths = list_slices(folder)
+    first = decode_slice(paths[0])
+    volume = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    volume[0] = first
+
+    def fill(index: int) -> None:
+        image = decode_slice(paths[index])
+        if image.shape != first.shape:
+            raise DataError(f"{paths[index]}: slice is {image.shape[1]}x{image.shape[0]}, "
+                            f"expected {first.shape[1]}x{first.shape[0]} like {paths[0].name}")
+        volume[index] = image
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for future in [pool.submit(fill, i) for i in range(1, len(paths))]:
+            future.result()
+    return volume
+
+
+def iter_tomograms(
+    folders: Iterable[str | Path], threads: int = 8, prefetch: bool = True, progress: bool = True, desc: str = "tomograms"
+) -> Iterator[tuple[Path, np.ndarray | DataError]]:
+    """Yield `(folder, volume)` for each folder, or `(folder, DataError)` when it cannot be read; never stops early.
+
+    With `prefetch`, the next tomogram is decoded in the background while the caller works on the current one.
+    """
+    folders = [Path(f) for f in folders]
+
+    def load(folder: Path) -> np.ndarray | DataError:
+        try:
+            return read_tomogram(folder, threads)
+        except DataError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending: Future | None = loader.submit(load, folders[0]) if folders and prefetch else None
+        for i, folder in enumerate(tqdm(folders, desc=desc, unit="tomo", disable=not progress)):
+            result = pending.result() if pending is not None else load(folder)
+            has_next = i + 1 < len(folders)
+            pending = loader.submit(load, folders[i + 1]) if prefetch and has_next else None
+            yield folder, result

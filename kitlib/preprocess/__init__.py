@@ -1,0 +1,26 @@
+"""Pure numpy preprocessing: percentile contrast, optional resampling, 5-channel slice stacks."""
+
+from kitlib.preprocess.contrast import apply_window, normalize_tomogram, percentile_window
+from kitlib.preprocess.resample import (
+    resample_factor,
+    resample_volume,
+    resampled_shape,
+    to_original,
+    to_resampled,
+)
+from kitlib.preprocess.stacks import make_stack, make_stacks, reflect_index, stack_indices
+
+__all__ = [
+    "apply_window",
+    "make_stack",
+    "make_stacks",
+    "normalize_tomogram",
+    "percentile_window",
+    "reflect_index",
+    "resample_factor",
+    "resample_volume",
+    "resampled_shape",
+    "stack_indices",
+    "to_original",
+    "to_resampled",
+]

@@ -1,0 +1,68 @@
+"""Optional resampling to a common voxel spacing, with exact coordinate maps between the two grids.
+
+Convention (OpenCV's, for every axis): voxel i covers [i, i + 1) and its centre is i + 0.5, so a resize from n to m
+voxels maps a coordinate as ``x_dst = (x_src + 0.5) * m / n - 0.5``. The maps use the integer shapes, not the
+nominal factor, so they are exact for the grid `resample_volume` actually produced.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from kitlib.config import PreprocessConfig
+
+
+def resample_factor(voxel_spacing: float | None, cfg: PreprocessConfig) -> float:
+    """Scale from the native grid to the target one: 1.0 without a target, else spacing / target.
+
+    An unknown spacing (the test set) is taken as `cfg.assumed_spacing`. A factor below 1 shrinks the volume.
+    """
+    if cfg.target_spacing is None:
+        return 1.0
+    spacing = cfg.assumed_spacing if voxel_spacing is None else voxel_spacing
+    if spacing <= 0 or cfg.target_spacing <= 0:
+        raise ValueError(f"voxel spacings must be positive, got {spacing} and {cfg.target_spacing}")
+    return float(spacing) / float(cfg.target_spacing)
+
+
+def resampled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, ...]:
+    """The grid `resample_volume` produces: every axis scaled by `factor` and rounded, at least one voxel."""
+    return tuple(max(1, int(round(n * factor))) for n in shape)
+
+
+def resample_volume(volume: np.ndarray, factor: float) -> np.ndarray:
+    """Resize a (z, y, x) volume by `factor` on every axis (the input itself when factor is 1).
+
+    Separable: each z slice is resized in (y, x), then each y row plane in z. `INTER_AREA` (box average, no aliasing)
+    when shrinking, `INTER_LINEAR` when enlarging; both follow the pixel-centre convention of the module docstring.
+    """
+    if factor == 1.0:
+        return volume
+    z, y, x = volume.shape
+    dz, dy, dx = resampled_shape(volume.shape, factor)
+    interp = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
+    planar = np.empty((z, dy, dx), volume.dtype)
+    for src, dst in zip(volume, planar):
+        cv2.resize(src, (dx, dy), dst=dst, interpolation=interp)
+    if dz == z:
+        return planar
+    out = np.empty((dz, dy, dx), volume.dtype)
+    for row in range(dy):  # (z, x) planes: only their height changes
+        cv2.resize(planar[:, row, :], (dx, dz), dst=out[:, row, :], interpolation=interp)
+    return out
+
+
+def _scale(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    src, dst = np.asarray(src_shape[-3:], np.float64), np.asarray(dst_shape[-3:], np.float64)
+    return dst / src
+
+
+def to_resampled(zyx: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """(z, y, x) voxel coordinates (shape (..., 3)) on the `src_shape` grid -> the same points on `dst_shape`."""
+    return (np.asarray(zyx, np.float64) + 0.5) * _scale(src_shape, dst_shape) - 0.5
+
+
+def to_original(zyx: np.ndarray, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `to_resampled`: points on the resampled `dst_shape` grid -> the original `src_shape` grid."""
+    return (np.asarray(zyx, np.float64) + 0.5) / _scale(src_shape, dst_shape) - 0.5

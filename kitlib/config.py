@@ -86,6 +86,7 @@ class InferConfig:
     imgsz: int = 640
     tta: tuple[str, ...] = ("identity",)  # names from kitlib.infer.tta.VIEWS
     fuse_radius_factor: float = 0.5  # cluster radius as a fraction of the hit radius
+    per_view: int = 3  # centre slices per view on which a real motor is expected to fire (fusion's support count)
     top_k: int = 5
     time_budget_s: float = 9.0 * 3600  # kernel budget, well under Kaggle's 12 h
     decode_threads: int = 8

@@ -1,0 +1,139 @@
+"""A split of tomograms -> per-tomogram candidates -> a complete, valid submission.
+
+Every expected tomogram gets a row, whatever happens: a folder that cannot be read gets `-1,-1,-1` and a warning
+naming it, and a time budget sheds TTA views and widens the slice step instead of dropping tomograms.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from kitlib.config import KitConfig
+from kitlib.data.errors import DataError
+from kitlib.data.layout import CompetitionData
+from kitlib.data.submission import submission_frame, write_submission
+from kitlib.data.tomogram import iter_tomograms
+from kitlib.infer.budget import BudgetPlanner
+from kitlib.infer.locate import Detector, locate_motor
+from kitlib.infer.tta import View
+from kitlib.tune.presence import PresenceRule
+
+CANDIDATE_SCHEMA = {
+    "tomo_id": pl.String,
+    "z": pl.Float64,
+    "y": pl.Float64,
+    "x": pl.Float64,
+    "score": pl.Float64,
+    "n_views": pl.Int64,
+    "slice_step": pl.Int64,
+    "seconds": pl.Float64,
+    "error": pl.String,
+}
+
+
+def predict_tomograms(
+    data: CompetitionData,
+    split: str,
+    tomo_ids: Sequence[str],
+    detectors: Sequence[Detector],
+    cfg: KitConfig,
+    views: Sequence[View],
+    spacings: dict[str, float] | None = None,
+    budget_s: float | None = None,
+    progress: bool = True,
+) -> pl.DataFrame:
+    """Best candidate per tomogram (`CANDIDATE_SCHEMA`); unreadable ones get z=y=x=-1, score 0 and the error text.
+
+    `spacings` gives known voxel spacings (train folds); unknown ones use `cfg.preprocess.assumed_spacing`.
+    With `budget_s`, views are shed and the slice step widened as the projection requires.
+    """
+    spacings = spacings or {}
+    planner = BudgetPlanner(budget_s or float("inf"), len(tomo_ids), len(views), cfg.infer.slice_step)
+    folders = [data.split_dir(split) / t for t in tomo_ids]
+    rows = []
+    started = time.perf_counter()
+    stream = iter_tomograms(folders, threads=cfg.infer.decode_threads, progress=progress, desc=f"predict {split}")
+    decode_started = time.perf_counter()
+    for done, (folder, volume) in enumerate(stream):
+        decode_s = time.perf_counter() - decode_started
+        tomo_id = folder.name
+        if isinstance(volume, DataError):
+            warnings.warn(f"{volume} -> predicting no motor for {tomo_id}", stacklevel=2)
+            rows.append((tomo_id, -1.0, -1.0, -1.0, 0.0, 0, 0, 0.0, str(volume)))
+            decode_started = time.perf_counter()
+            continue
+        plan = planner.plan(time.perf_counter() - started, done, volume.shape[0])
+        t = time.perf_counter()
+        located = locate_motor(
+            volume, detectors, cfg, views[: plan.n_views], spacings.get(tomo_id), slice_step=plan.slice_step
+        )
+        seconds = time.perf_counter() - t
+        planner.record(located.seconds["model"], seconds - located.seconds["model"] + decode_s,
+                       plan.n_views * len(detectors), located.n_stacks)
+        best = located.best
+        zyx = (best.z, best.y, best.x) if best else (-1.0, -1.0, -1.0)
+        rows.append((tomo_id, *zyx, best.score if best else 0.0, plan.n_views, plan.slice_step, seconds, None))
+        del volume
+        decode_started = time.perf_counter()
+    return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA, orient="row")
+
+
+def candidates_to_submission(candidates: pl.DataFrame, rule: PresenceRule, order: Sequence[str]) -> pl.DataFrame:
+    """Apply the presence rule to the per-tomogram best candidates; ids in `order` without a candidate get -1s."""
+    has_motor = rule.apply(candidates["score"].to_numpy()) & (candidates["z"].to_numpy() >= 0)
+    predictions = {
+        row["tomo_id"]: (row["z"], row["y"], row["x"]) if keep else None
+        for row, keep in zip(candidates.iter_rows(named=True), has_motor)
+    }
+    return submission_frame(predictions, order)
+
+
+def load_detectors(weights: Sequence[str | Path], cfg: KitConfig) -> list[Detector]:
+    """Load each checkpoint as a `ZDetector` on the configured device."""
+    from kitlib.model import ZDetector
+
+    return [ZDetector.load(w, device=cfg.infer.device, half=cfg.infer.half) for w in weights]
+
+
+def predict_split(
+    data: CompetitionData,
+    split: str,
+    detectors: Sequence[Detector],
+    rule: PresenceRule,
+    cfg: KitConfig,
+    views: Sequence[View],
+    out: Path,
+    budget_s: float | None = None,
+    progress: bool = True,
+) -> tuple[Path, pl.DataFrame]:
+    """Write the submission for a split (sample-submission order for test) and return it with the candidates.
+
+    A sample-submission id whose folder is missing gets -1s with a warning; a folder that the sample submission
+    does not list is skipped with a warning (the submission must match the sample's ids exactly).
+    """
+    folders = set(data.tomo_ids(split))
+    expected = data.submission_ids() if split == "test" else sorted(folders)
+    missing = [t for t in expected if t not in folders]
+    if missing:
+        warnings.warn(f"{data.split_dir(split)}: no folder for {missing[:5]} -> predicting no motor", stacklevel=2)
+    extra = sorted(folders - set(expected))
+    if extra:
+        warnings.warn(f"{data.split_dir(split)}: {extra[:5]} not in the sample submission -> skipped", stacklevel=2)
+    present = [t for t in expected if t in folders]
+    candidates = predict_tomograms(data, split, present, detectors, cfg, views, budget_s=budget_s, progress=progress)
+    submission = candidates_to_submission(candidates, rule, expected)
+    return write_submission(submission, out, expected), candidates
+
+
+def assumed_spacing_from_labels(data: CompetitionData, default: float) -> float:
+    """The most common training voxel spacing (the test set gives none), else `default`."""
+    if not data.labels_csv.is_file():
+        return default
+    spacing = pl.read_csv(data.labels_csv).unique("tomo_id")["Voxel spacing"]
+    return float(spacing.mode().sort()[0]) if len(spacing) else default
+

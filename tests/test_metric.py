@@ -1,15 +1,18 @@
 """The competition metric: worked example, each outcome, the radius boundary, validation, and a brute-force oracle."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from kitlib.data.labels import load_labels, solution_frame
 from kitlib.metric import breakdown, f_beta, score, summarize
 
 AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 NONE = (-1, -1, -1)
+REAL_LABELS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "byu_train_labels.csv"
 
 
 def solution(rows: list[tuple[str, tuple, float]]) -> pl.DataFrame:
@@ -125,7 +128,7 @@ def test_summarize():
     sol = solution([("a", NONE, 10), ("b", (0, 0, 0), 10), ("c", (0, 0, 0), 10), ("d", NONE, 10), ("e", (0, 0, 0), 10)])
     sub = submission([("a", (1, 1, 1)), ("b", (0, 0, 3)), ("c", (0, 0, 5)), ("d", NONE), ("e", NONE)])
     s = summarize(breakdown(sol, sub))
-    assert {k: s[k] for k in ("tp", "fp", "fn", "tn", "n_tomograms")} == {"tp": 2, "fp": 1, "fn": 1, "tn": 1, "n_tomograms": 5}
+    assert (s["tp"], s["fp"], s["fn"], s["tn"], s["n_tomograms"]) == (2, 1, 1, 1, 5)
     assert s["f_beta"] == pytest.approx(10 / (10 + 4 + 1))
     assert s["median_dist_A"] == pytest.approx(40.0)
     assert summarize(breakdown(sol, sub), beta=1.0)["f_beta"] == pytest.approx(4 / (4 + 1 + 1))
@@ -170,6 +173,18 @@ def test_conflicting_spacing_in_solution():
     sol = solution([("a", (0, 0, 0), 10), ("a", (50, 50, 50), 13.1)])
     with pytest.raises(ValueError, match=r"voxel spacing.*'a'"):
         score(sol, submission([("a", NONE)]))
+
+
+def test_real_label_file_as_solution():
+    if not REAL_LABELS.exists():
+        pytest.skip(f"{REAL_LABELS} not present")
+    records = load_labels(REAL_LABELS)
+    sol = solution_frame(records)
+    last_motor = submission([(r.tomo_id, r.motors[-1] if r.motors else NONE) for r in records])
+    assert score(sol, last_motor) == 1.0
+    s = summarize(breakdown(sol, submission([(r.tomo_id, NONE) for r in records])))
+    assert (s["tp"], s["fp"], s["fn"], s["tn"]) == (0, 0, 362, 286)
+    assert s["f_beta"] == 0.0
 
 
 # --- brute-force oracle on random cases -------------------------------------------------------------------------

@@ -93,13 +93,15 @@ def resolve_folds(
 ) -> tuple[dict[str, int], Path]:
     """The fold of each tomogram, and the CSV it comes from.
 
-    The CSV is `path` if given, else `<data_root>/folds.csv` if it exists, else `runs/folds/<root name>-k<n>-s<seed>.csv`
-    (relative to the working directory). An existing CSV is read and must cover exactly the records' tomograms with
-    folds 0..n_folds-1 (DataError otherwise); a missing one is made with `make_folds` and written.
+    The CSV is `path` if given, else `<data_root>/folds.csv` if it exists, else
+    `runs/folds/<data_root name>-k<n_folds>-s<seed>.csv` (relative to the working directory). An existing CSV is
+    read and must cover exactly the records' tomograms with folds 0..n_folds-1 (DataError otherwise); a missing one
+    is made with `make_folds` and written.
     """
     if path is None:
         in_root = Path(data_root) / FOLDS_FILENAME
-        path = in_root if in_root.exists() else GENERATED_DIR / f"{Path(data_root).resolve().name}-k{n_folds}-s{seed}.csv"
+        generated = GENERATED_DIR / f"{Path(data_root).resolve().name}-k{n_folds}-s{seed}.csv"
+        path = in_root if in_root.exists() else generated
     path = Path(path)
     if not path.exists():
         write_folds(make_folds(records, n_folds, seed), path)

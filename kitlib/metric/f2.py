@@ -17,6 +17,7 @@ SPACING = "Voxel spacing"
 NO_MOTOR = -1.0
 OUTCOMES = ("TP", "FP", "FN", "TN")
 _SHOWN_IDS = 5
+_IS_MOTOR = ~pl.any_horizontal([pl.col(c) == NO_MOTOR for c in COORDS])
 
 
 def _fail(frame: str, problem: str) -> NoReturn:
@@ -48,10 +49,6 @@ def _id_problem(solution_ids: set[str], submission_ids: set[str]) -> str | None:
     return "; ".join(parts) or None
 
 
-def _is_motor(cols: list[str]) -> pl.Expr:
-    return ~pl.any_horizontal([pl.col(c) == NO_MOTOR for c in cols])
-
-
 def breakdown(solution: pl.DataFrame, submission: pl.DataFrame, min_radius: float = 1000.0) -> pl.DataFrame:
     """One row per tomogram, sorted by tomo_id: tomo_id, outcome (TP/FP/FN/TN), dist_A, voxel_spacing, Motor axis 0-2.
 
@@ -72,21 +69,21 @@ def breakdown(solution: pl.DataFrame, submission: pl.DataFrame, min_radius: floa
     tomos = sol.group_by("tomo_id").agg(
         pl.col(SPACING).first().alias("voxel_spacing"),
         pl.col(SPACING).n_unique().alias("n_spacings"),
-        _is_motor(COORDS).sum().alias("n_motors"),
+        _IS_MOTOR.sum().alias("n_motors"),
     )
     bad = tomos.filter((pl.col("n_spacings") > 1) | (pl.col("voxel_spacing") <= 0))["tomo_id"].sort().to_list()
     if bad:
         _fail("solution", f"tomogram(s) with conflicting or non-positive voxel spacing: {bad[:_SHOWN_IDS]}")
 
-    predicted = sub.filter(_is_motor(COORDS))
+    predicted = sub.filter(_IS_MOTOR)
     nearest = (
-        sol.filter(_is_motor(COORDS))
+        sol.filter(_IS_MOTOR)
         .join(predicted, on="tomo_id", suffix="_pred")
         .group_by("tomo_id")
         .agg(pl.sum_horizontal([(pl.col(c) - pl.col(f"{c}_pred")) ** 2 for c in COORDS]).sqrt().min().alias("dist"))
     )
     has_truth = pl.col("n_motors") > 0
-    has_pred = _is_motor(COORDS)
+    has_pred = _IS_MOTOR
     # Compared in voxels against min_radius / spacing, as the host's metric does, so boundary cases round alike.
     hit = pl.col("dist") <= min_radius / pl.col("voxel_spacing")
     outcome = (

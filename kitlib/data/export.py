@@ -1,0 +1,235 @@
+"""Training export of one fold: 5-page TIFF stacks with pose-format labels carrying z (DEVELOPERS.md contract).
+
+Per tomogram the volume is read once, contrast-normalised once and resampled if configured; stacks are then cut at
+planned centre slices. All coordinates below are on that (possibly resampled) grid, in voxel indices.
+
+- Positive stacks: `positives_per_motor` distinct centres drawn within +-`z_window` slices of each motor.
+- Labels: every motor with ``|motor_z - centre| <= z_span`` (the range the z encoding covers, and the stack's own
+  span), so a stack near two motors labels both.
+- Negative stacks (empty label files): centres more than ``2 * z_span`` from every motor, `negatives_per_tomo` per
+  tomogram, none from tomograms that state more motors than they list (an unlisted motor may be anywhere); then at
+  most ``neg_ratio`` x positives are kept per split.
+- Normalised image coordinates use voxel centres: ``cx = (x + 0.5) / W`` (so ``x = cx * W - 0.5``), which any
+  resize (cv2, ultralytics' letterbox) leaves unchanged.
+
+Randomness comes from `cfg.train.seed` and the tomo_id only, so the same inputs give the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from kitlib.config import KitConfig
+from kitlib.data.errors import DataError
+from kitlib.data.labels import TomoRecord, load_labels
+from kitlib.data.layout import CompetitionData
+from kitlib.data.tomogram import iter_tomograms
+from kitlib.preprocess import normalize_tomogram, resample_factor, resample_volume, resampled_shape, stack_indices
+from kitlib.preprocess.resample import to_resampled
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+Z_ENC_MIN = 0.001  # 0 is reserved for "z unknown"
+
+
+@dataclass
+class TomoPlan:
+    """What to cut from one tomogram: its motors on the export grid and the positive / negative stack centres."""
+
+    record: TomoRecord
+    split: str
+    grid_shape: tuple[int, int, int]
+    motors: np.ndarray  # (N, 3) z, y, x on the export grid
+    positives: list[int]
+    negatives: list[int]
+
+
+def _rng(seed: int, *keys: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the keys (not on Python's salted `hash`)."""
+    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+
+def positive_centres(
+    motor_z: np.ndarray, depth: int, per_motor: int, z_window: int, rng: np.random.Generator
+) -> list[int]:
+    """`per_motor` distinct centres within +-`z_window` slices of each motor (fewer at the edges), merged and sorted."""
+    centres: set[int] = set()
+    for z in np.rint(motor_z).astype(int):
+        window = np.arange(max(0, z - z_window), min(depth, z + z_window + 1))
+        centres.update(rng.choice(window, min(per_motor, len(window)), replace=False).tolist())
+    return sorted(centres)
+
+
+def negative_centres(motor_z: np.ndarray, depth: int, count: int, margin: float, rng: np.random.Generator) -> list[int]:
+    """Up to `count` distinct centres farther than `margin` slices from every motor, sorted."""
+    z = np.arange(depth)
+    if len(motor_z):
+        z = z[np.abs(z[:, None] - np.asarray(motor_z)[None, :]).min(1) > margin]
+    return sorted(rng.choice(z, min(count, len(z)), replace=False).tolist())
+
+
+def label_lines(
+    motors: np.ndarray, centre: int, image_hw: tuple[int, int], box_side: float, z_span: float
+) -> list[str]:
+    """Pose-format lines ``0 cx cy w h cx cy zenc`` for the motors within `z_span` slices of `centre`.
+
+    The box (side `box_side` voxels, centred on the motor) is clipped to the image; the point stays on the motor.
+    """
+    h, w = image_hw
+    lines = []
+    for z, y, x in motors:
+        dz = z - centre
+        if abs(dz) > z_span:
+            continue
+        px, py = x + 0.5, y + 0.5  # continuous image coordinates of the voxel centre
+        x0, x1 = np.clip([px - box_side / 2, px + box_side / 2], 0, w)
+        y0, y1 = np.clip([py - box_side / 2, py + box_side / 2], 0, h)
+        zenc = float(np.clip((dz / z_span + 1) / 2, Z_ENC_MIN, 1.0))
+        values = [(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h, px / w, py / h, zenc]
+        lines.append("0 " + " ".join(f"{v:.6f}" for v in values))
+    return lines
+
+
+def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: KitConfig) -> list[TomoPlan]:
+    """Stack centres of every tomogram (the held-out `fold` -> val, others -> train), negatives capped per split."""
+    missing = [r.tomo_id for r in records if r.tomo_id not in folds]
+    if missing:
+        raise ValueError(f"{len(missing)} tomogram(s) have no fold: {missing[:5]}")
+    if fold not in set(folds[r.tomo_id] for r in records):
+        raise ValueError(f"fold {fold} holds none of the {len(records)} tomograms")
+    pre, exp, seed = cfg.preprocess, cfg.export, cfg.train.seed
+    z_span = 2 * pre.stack_stride
+    plans = []
+    for rec in records:
+        factor = resample_factor(rec.voxel_spacing, pre)
+        grid = resampled_shape(rec.shape, factor)
+        motors = to_resampled(np.asarray(rec.motors, np.float64).reshape(-1, 3), rec.shape, grid)
+        rng = _rng(seed, rec.tomo_id)
+        positives = positive_centres(motors[:, 0], grid[0], exp.positives_per_motor, exp.z_window, rng)
+        all_listed = rec.n_motors_stated <= len(rec.motors)
+        n_neg = exp.negatives_per_tomo if all_listed else 0
+        negatives = negative_centres(motors[:, 0], grid[0], n_neg, 2 * z_span, rng)
+        split = "val" if folds[rec.tomo_id] == fold else "train"
+        plans.append(TomoPlan(rec, split, grid, motors, positives, negatives))
+    for split in SPLITS:
+        _cap_negatives([p for p in plans if p.split == split], exp.neg_ratio, _rng(seed, "negatives", split))
+    return plans
+
+
+def _cap_negatives(plans: list[TomoPlan], ratio: float, rng: np.random.Generator) -> None:
+    """Keep at most `ratio` x positives negative centres over `plans`, drawn uniformly (in place)."""
+    negatives = [(i, z) for i, p in enumerate(plans) for z in p.negatives]
+    cap = int(ratio * sum(len(p.positives) for p in plans))
+    if len(negatives) <= cap:
+        return
+    keep = {negatives[j] for j in rng.choice(len(negatives), cap, replace=False)}
+    for i, plan in enumerate(plans):
+        plan.negatives = [z for z in plan.negatives if (i, z) in keep]
+
+
+def _box_side(rec: TomoRecord, cfg: KitConfig) -> float:
+    """Box side in export-grid voxels: `box_px`, else `box_angstrom` over the grid's spacing."""
+    if cfg.export.box_px is not None:
+        return float(cfg.export.box_px)
+    return cfg.export.box_angstrom * resample_factor(rec.voxel_spacing, cfg.preprocess) / rec.voxel_spacing
+
+
+def _resize_pages(pages: np.ndarray, imgsz: int | None) -> list[np.ndarray]:
+    """The pages, resized so the longest side is `imgsz` (unchanged when None)."""
+    h, w = pages.shape[1:]
+    scale = 1.0 if imgsz is None else imgsz / max(h, w)
+    if scale == 1.0:
+        return list(pages)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return [cv2.resize(page, size, interpolation=interp) for page in pages]
+
+
+def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig) -> None:
+    stride, z_span = cfg.preprocess.stack_stride, 2 * cfg.preprocess.stack_stride
+    box = _box_side(plan.record, cfg)
+    for centre in plan.positives + plan.negatives:
+        stem = f"{plan.record.tomo_id}_z{centre}"
+        pages = volume[stack_indices(centre, len(volume), stride, cfg.preprocess.channels)]
+        image = out / "images" / plan.split / f"{stem}.tif"
+        if not cv2.imwritemulti(str(image), _resize_pages(pages, cfg.export.imgsz)):
+            raise OSError(f"{image}: cannot write TIFF")
+        lines = label_lines(plan.motors, centre, volume.shape[1:], box, z_span)  # none for negatives: motors are far
+        (out / "labels" / plan.split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def export_fold(
+    data_root: Path,
+    out: Path,
+    fold: int,
+    cfg: KitConfig,
+    folds: dict[str, int],
+    records: list[TomoRecord] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Export the train split as an ultralytics pose dataset for `fold`; returns the `dataset.yaml` path.
+
+    `out/images` and `out/labels` are replaced. Tomograms that cannot be read (or whose shape disagrees with the
+    labels) are skipped with a warning and listed in `export_summary.json`.
+    """
+    data = CompetitionData(Path(data_root))
+    out = Path(out).resolve()
+    records = load_labels(data.labels_csv) if records is None else records
+    plans = [p for p in plan_fold(records, folds, fold, cfg) if p.positives or p.negatives]
+    for sub in ("images", "labels"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        for split in SPLITS:
+            (out / sub / split).mkdir(parents=True)
+
+    counts = {s: {"tomograms": 0, "positive": 0, "negative": 0} for s in SPLITS}
+    skipped = []
+    folders = [data.split_dir("train") / p.record.tomo_id for p in plans]
+    reader = iter_tomograms(folders, cfg.infer.decode_threads, progress=progress, desc=f"export fold {fold}")
+    for plan, (folder, volume) in zip(plans, reader):
+        if not isinstance(volume, DataError) and volume.shape != tuple(plan.record.shape):
+            volume = DataError(f"{folder}: shape {volume.shape} differs from the labels' {tuple(plan.record.shape)}")
+        if isinstance(volume, DataError):
+            log.warning("skipping tomogram %s: %s", folder, volume)
+            skipped.append({"tomo_id": plan.record.tomo_id, "folder": str(folder), "error": str(volume)})
+            continue
+        volume = normalize_tomogram(volume, cfg.preprocess, out=volume)
+        volume = resample_volume(volume, resample_factor(plan.record.voxel_spacing, cfg.preprocess))
+        _write_stacks(volume, plan, out, cfg)
+        c = counts[plan.split]
+        c["tomograms"] += 1
+        c["positive"] += len(plan.positives)
+        c["negative"] += len(plan.negatives)
+
+    for split in SPLITS:
+        if not counts[split]["positive"] + counts[split]["negative"]:
+            log.warning("fold %d: the %s split is empty", fold, split)
+    summary = {"fold": fold, "splits": counts, "skipped": skipped}
+    (out / "export_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    dataset = {
+        "path": str(out),
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "motor"},
+        "channels": cfg.preprocess.channels,
+        "kpt_shape": [1, 3],
+        "flip_idx": [0],
+        "stack_stride": cfg.preprocess.stack_stride,
+        "z_span": 2 * cfg.preprocess.stack_stride,
+        "target_spacing": cfg.preprocess.target_spacing,
+        "imgsz": cfg.export.imgsz,
+        "fold": fold,
+        "counts": counts,
+    }
+    path = out / "dataset.yaml"
+    path.write_text(yaml.safe_dump(dataset, sort_keys=False))
+    return path

@@ -129,9 +129,9 @@ def test_summarize():
     sub = submission([("a", (1, 1, 1)), ("b", (0, 0, 3)), ("c", (0, 0, 5)), ("d", NONE), ("e", NONE)])
     s = summarize(breakdown(sol, sub))
     assert (s["tp"], s["fp"], s["fn"], s["tn"], s["n_tomograms"]) == (2, 1, 1, 1, 5)
-    assert s["f_beta"] == pytest.approx(10 / (10 + 4 + 1))
+    assert s["f2"] == pytest.approx(10 / (10 + 4 + 1))
     assert s["median_dist_A"] == pytest.approx(40.0)
-    assert summarize(breakdown(sol, sub), beta=1.0)["f_beta"] == pytest.approx(4 / (4 + 1 + 1))
+    assert summarize(breakdown(sol, sub), beta=1.0)["f2"] == pytest.approx(4 / (4 + 1 + 1))
     assert summarize(breakdown(sol, sub.with_columns(pl.lit(-1.0).alias("Motor axis 0"))))["median_dist_A"] is None
 
 
@@ -184,7 +184,7 @@ def test_real_label_file_as_solution():
     assert score(sol, last_motor) == 1.0
     s = summarize(breakdown(sol, submission([(r.tomo_id, NONE) for r in records])))
     assert (s["tp"], s["fp"], s["fn"], s["tn"]) == (0, 0, 362, 286)
-    assert s["f_beta"] == 0.0
+    assert s["f2"] == 0.0
 
 
 # --- brute-force oracle on random cases -------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def f_beta(tp: int, fp: int, fn: int, beta: float = 2.0) -> float:
 
 
 def summarize(breakdown_df: pl.DataFrame, beta: float = 2.0) -> dict:
-    """Counts and score of a `breakdown` frame: tp, fp, fn, tn, beta, f_beta, n_tomograms, median_dist_A.
+    """Counts and score of a `breakdown` frame: tp, fp, fn, tn, beta, f2, n_tomograms, median_dist_A.
 
     `median_dist_A` is the median distance of the TPs in Å, None when there is no TP.
     """
@@ -127,7 +127,7 @@ def summarize(breakdown_df: pl.DataFrame, beta: float = 2.0) -> dict:
     return {
         **counts,
         "beta": beta,
-        "f_beta": f_beta(counts["tp"], counts["fp"], counts["fn"], beta),
+        "f2": f_beta(counts["tp"], counts["fp"], counts["fn"], beta),
         "n_tomograms": breakdown_df.height,
         "median_dist_A": float(tp_dist.median()) if tp_dist.len() else None,
     }
@@ -135,4 +135,4 @@ def summarize(breakdown_df: pl.DataFrame, beta: float = 2.0) -> dict:
 
 def score(solution: pl.DataFrame, submission: pl.DataFrame, min_radius: float = 1000.0, beta: float = 2.0) -> float:
     """The competition score: F-beta over tomograms (see the module docstring for the rules)."""
-    return summarize(breakdown(solution, submission, min_radius), beta)["f_beta"]
+    return summarize(breakdown(solution, submission, min_radius), beta)["f2"]

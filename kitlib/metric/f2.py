@@ -120,7 +120,8 @@ def f_beta(tp: int, fp: int, fn: int, beta: float = 2.0) -> float:
 def summarize(breakdown_df: pl.DataFrame, beta: float = 2.0) -> dict:
     """Counts and score of a `breakdown` frame: tp, fp, fn, tn, beta, f2, n_tomograms, median_dist_A.
 
-    `median_dist_A` is the median distance of the TPs in Å, None when there is no TP.
+    `f2` is the F-beta for `beta` (F2 at the default); `median_dist_A` the median distance of the TPs in Å, None
+    when there is no TP.
     """
     counts = {o.lower(): int((breakdown_df["outcome"] == o).sum()) for o in OUTCOMES}
     tp_dist = breakdown_df.filter(pl.col("outcome") == "TP")["dist_A"]

@@ -1,10 +1,10 @@
 """Test-time augmentation: the 8 dihedral views of the (y, x) plane, each optionally z-reversed, and their inverse maps.
 
-A view is applied to a channel-last stack, ``(H, W, C)`` or ``(B, H, W, C)``: first a left-right flip (if ``flip``), then
-``rot`` counter-clockwise quarter turns (``np.rot90`` on the (y, x) axes), and independently a z-reversal (``zrev``):
-the channel order is reversed, so channel k of the view holds the original slice ``z_c - (k - centre) * stride``, and a
-z offset ``dz`` predicted in the view is ``-dz`` in the original frame. This needs an odd channel count (the centre
-channel stays put), which the 5-channel stack has.
+A view is applied to a channel-last stack, ``(H, W, C)`` or ``(B, H, W, C)``: first a left-right flip (if ``flip``),
+then ``rot`` counter-clockwise quarter turns (``np.rot90`` on the (y, x) axes), and independently a z-reversal
+(``zrev``): the channel order is reversed, so channel k of the view holds the original slice
+``z_c - (k - centre) * stride``, and a z offset ``dz`` predicted in the view is ``-dz`` in the original frame. This
+needs an odd channel count (the centre channel stays put), which the 5-channel stack has.
 
 Coordinate convention (the one YOLO box centres use): continuous, ``x in [0, W)`` and ``y in [0, H)``, pixel ``i``
 covers ``[i, i + 1)`` so its centre is ``i + 0.5``. In that convention a left-right flip is ``x -> W - x`` and a quarter

@@ -1,0 +1,71 @@
+"""PNG plots of presence tuning: F2 against threshold and quantile, and the score distributions.
+
+Figures are built with ``matplotlib.figure.Figure`` (Agg rendering, no pyplot state, matplotlib's bundled fonts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from kitlib.tune.presence import PresenceRule, f2_curve, f2_quantile_curve
+
+
+def plot_f2_curve(
+    scores: np.ndarray, has_motor: np.ndarray, correct: np.ndarray, rule: PresenceRule, path: str | Path
+) -> Path:
+    """F2 vs threshold (left) and vs quantile (right); the chosen rule is marked on its panel, the same decisions as
+    a hollow marker on the other; the CI (and cross-fitted F2) are in the legend."""
+    s = np.asarray(scores, dtype=np.float64)
+    t, f2_t = f2_curve(s, has_motor, correct)
+    q, f2_q = f2_quantile_curve(s, has_motor, correct)
+    pred = rule.apply(s)
+    same_t = s[pred].min() if pred.any() else np.inf  # the threshold and the quantile that make the same decisions
+    same_q = 1.0 - pred.mean()
+    f2_here = f2_curve(s, has_motor, correct, [same_t])[1][0]
+    label = f"{rule.kind} {rule.value:.3g}: F2 {rule.f2:.3f} (95% CI {rule.f2_ci[0]:.3f}-{rule.f2_ci[1]:.3f})"
+    if rule.f2_cv is not None:
+        label += f"\ncross-fitted F2 {rule.f2_cv:.3f}"
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_t, ax_q = fig.subplots(1, 2, sharey=True)
+    finite = np.isfinite(t)
+    ax_t.plot(t[finite], f2_t[finite], drawstyle="steps-pre", color="C0")  # F2 at t_i holds on (t_{i-1}, t_i]
+    ax_q.plot(q, f2_q, drawstyle="steps-post", color="C0")  # F2 at k/n holds on [k/n, (k+1)/n)
+    chosen, other = (ax_t, ax_q) if rule.kind == "threshold" else (ax_q, ax_t)
+    x_other = same_q if rule.kind == "threshold" else same_t
+    if np.isfinite(rule.value):
+        chosen.plot([rule.value], [f2_here], "o", color="C3", label=label)
+    if np.isfinite(x_other):
+        other.plot([x_other], [f2_here], "o", mfc="none", color="C3", label="same decisions")
+    ax_t.set(xlabel="threshold on best-candidate score", ylabel="F2 (out-of-fold)", ylim=(0, 1.02))
+    ax_q.set(xlabel="quantile called 'no motor'")
+    for ax in (ax_t, ax_q):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"Presence rule on {len(s)} tomograms ({int(np.sum(has_motor))} with a motor)")
+    return _save(fig, path)
+
+
+def plot_score_hist(scores: np.ndarray, has_motor: np.ndarray, path: str | Path) -> Path:
+    """Best-candidate score histograms of tomograms with and without a motor, on shared bins."""
+    s = np.asarray(scores, dtype=np.float64)
+    has = np.asarray(has_motor, dtype=bool)
+    bins = np.histogram_bin_edges(s, bins=int(np.clip(len(s) // 10, 10, 50)))
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for mask, name, color in ((has, "motor", "C0"), (~has, "no motor", "C1")):
+        ax.hist(s[mask], bins=bins, alpha=0.6, color=color, label=f"{name} (n={int(mask.sum())})")
+    ax.set(xlabel="best-candidate score", ylabel="tomograms", title="Score distributions")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, format="png")
+    return path

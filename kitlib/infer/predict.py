@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from kitlib.config import KitConfig
@@ -83,12 +84,14 @@ def predict_tomograms(
     return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA, orient="row")
 
 
-def candidates_to_submission(candidates: pl.DataFrame, rule: PresenceRule, order: Sequence[str]) -> pl.DataFrame:
-    """Apply the presence rule to the per-tomogram best candidates; ids in `order` without a candidate get -1s."""
-    has_motor = rule.apply(candidates["score"].to_numpy()) & (candidates["z"].to_numpy() >= 0)
+def candidates_to_submission(candidates: pl.DataFrame, keep: np.ndarray, order: Sequence[str]) -> pl.DataFrame:
+    """A submission from the per-tomogram best candidates and the presence decisions `keep` (one per row, e.g.
+    `rule.apply(candidates["score"])`); ids in `order` without a kept candidate get -1s."""
+    keep = np.asarray(keep, bool) & (candidates["z"].to_numpy() >= 0)
     predictions = {
-        row["tomo_id"]: (row["z"], row["y"], row["x"]) if keep else None
-        for row, keep in zip(candidates.iter_rows(named=True), has_motor)
+        row["tomo_id"]: (row["z"], row["y"], row["x"])
+        for row, kept in zip(candidates.iter_rows(named=True), keep)
+        if kept
     }
     return submission_frame(predictions, order)
 
@@ -126,7 +129,7 @@ def predict_split(
         warnings.warn(f"{data.split_dir(split)}: {extra[:5]} not in the sample submission -> skipped", stacklevel=2)
     present = [t for t in expected if t in folders]
     candidates = predict_tomograms(data, split, present, detectors, cfg, views, budget_s=budget_s, progress=progress)
-    submission = candidates_to_submission(candidates, rule, expected)
+    submission = candidates_to_submission(candidates, rule.apply(candidates["score"].to_numpy()), expected)
     return write_submission(submission, out, expected), candidates
 
 

@@ -1,0 +1,38 @@
+"""The 5-channel YOLOv8 with a z-head: model, loss, trainer, validator, inference.
+
+Public API (imported lazily: ``import kitlib.model`` does not import torch or ultralytics):
+- `ZDetector` (kitlib.model.detector): ``ZDetector.load(path).predict(stacks)`` -> per image [x, y, w, h, conf, dz];
+- `train` (kitlib.model.trainer): train on a kit training export, returns ``runs/<run>/weights/best.pt``;
+- `build_model`, `load_3ch_weights`, `ZModel` (kitlib.model.build); `ZHead` (head); `ZLoss` (loss);
+  `ZTrainer` (trainer); `ZValidator` (validator);
+- `encode_dz`, `decode_zenc`, `z_span_for` (kitlib.model.zcode, pure numpy).
+Every submodule that imports ultralytics calls `kitlib.runtime.prepare()` first.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ZDetector": "kitlib.model.detector",
+    "train": "kitlib.model.trainer",
+    "ZTrainer": "kitlib.model.trainer",
+    "ZValidator": "kitlib.model.validator",
+    "ZModel": "kitlib.model.build",
+    "build_model": "kitlib.model.build",
+    "load_3ch_weights": "kitlib.model.build",
+    "load_kit_checkpoint": "kitlib.model.build",
+    "ZHead": "kitlib.model.head",
+    "ZLoss": "kitlib.model.loss",
+    "encode_dz": "kitlib.model.zcode",
+    "decode_zenc": "kitlib.model.zcode",
+    "z_span_for": "kitlib.model.zcode",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kitlib.model' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""A tiny synthetic training export following the training-export contract, for tests and smoke runs.
+
+Each image is a 5-page uint8 TIFF: noise plus, in positive images, a bright blob whose brightness across the pages
+follows the motor's z offset from the centre slice (page k shows slice ``centre + (k - 2) * stack_stride``), so both
+the box and dz are learnable. Labels are pose-format lines ``0 cx cy w h cx cy zenc``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from kitlib.model.zcode import encode_dz, z_span_for
+
+
+def _stack(rng: np.random.Generator, size: int, motor: tuple[float, float, float] | None, stride: int, box: int):
+    """(pages, label line or None) for one image; motor = (cx, cy, dz) in pixels / slices."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    pages = []
+    for k in range(5):
+        page = rng.normal(90.0, 12.0, (size, size)).astype(np.float32)
+        if motor is not None:
+            cx, cy, dz = motor
+            z_k = (k - 2) * stride  # this page's slice relative to the centre
+            amp = 150.0 * np.exp(-((z_k - dz) ** 2) / (2.0 * (0.8 * stride) ** 2))
+            page += amp * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2.0 * (box / 4.0) ** 2))
+        pages.append(np.clip(page, 0, 255).astype(np.uint8))
+    if motor is None:
+        return pages, None
+    cx, cy, dz = motor
+    zenc = float(encode_dz(dz, z_span_for(stride)))
+    n = [cx / size, cy / size, box / size, box / size]
+    return pages, f"0 {n[0]:.6f} {n[1]:.6f} {n[2]:.6f} {n[3]:.6f} {n[0]:.6f} {n[1]:.6f} {zenc:.6f}"
+
+
+def make_toy_export(
+    root: str | Path,
+    n_train: int = 12,
+    n_val: int = 4,
+    size: int = 96,
+    stack_stride: int = 2,
+    box: int = 24,
+    negatives: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a toy export under `root`; returns its dataset.yaml. ``negatives`` images per split have no motor."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    z_span = z_span_for(stack_stride)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            motor = None
+            if i >= min(negatives, n - 1):
+                margin = box
+                motor = (
+                    float(rng.uniform(margin, size - margin)),
+                    float(rng.uniform(margin, size - margin)),
+                    float(rng.uniform(-0.8, 0.8) * z_span),
+                )
+            pages, line = _stack(rng, size, motor, stack_stride, box)
+            stem = f"toy_{split}_{i:03d}"
+            if not cv2.imwritemulti(str(root / "images" / split / f"{stem}.tif"), pages):
+                raise OSError(f"{root}: cannot write TIFF {stem}.tif")
+            (root / "labels" / split / f"{stem}.txt").write_text(f"{line}\n" if line else "")
+    data = {
+        "path": str(root.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "motor"},
+        "channels": 5,
+        "kpt_shape": [1, 3],
+        "flip_idx": [0],
+        "stack_stride": int(stack_stride),
+        "z_span": int(z_span),
+    }
+    out = root / "dataset.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out

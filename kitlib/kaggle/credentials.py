@@ -119,7 +119,7 @@ def _missing_message(kaggle_json: Path, username: str | None, key: str | None, o
         f"  - OAuth login (`kaggle auth login`): {oauth} ({_file_state(oauth, 'no refresh token')})",
     ]
     if bool(username) != bool(key):
-        lines.append(f"  a username without a key, or a key without a username, was found (username: {username or 'none'})")
+        lines.append(f"  found a username or a key but not both (username: {username or 'none'})")
     lines += [
         "Fix: on https://www.kaggle.com/settings/api create a legacy API key, save the downloaded kaggle.json as",
         f"  {kaggle_json}  (format: kaggle.json.example) and run: chmod 600 {kaggle_json}",

@@ -1,0 +1,146 @@
+"""One function per Makefile target, for `python -m kitlib <command>`: print for a person, raise on failure.
+
+Failures raise `KaggleError` (the server said no, or did not answer), `KaggleSetupError` (no credentials; nothing
+sent) or `DataError` (bad local input). Paths default to the repository: templates in `datasets/` and `kernels/`,
+outputs in `build/datasets/<name>/` and `build/kernels/<name>/` (with `pushed.json` after a push).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from kitlib.data.errors import DataError
+from kitlib.kaggle import api, bundle
+from kitlib.kaggle.errors import KaggleError
+from kitlib.kaggle.kernels import render_kernel_metadata
+
+BUILD = bundle.REPO_ROOT / "build"
+KERNELS = bundle.REPO_ROOT / "kernels"
+PUSHED_FILE = "pushed.json"
+
+
+def bundle_cmd(
+    names: Sequence[str] = bundle.DATASET_NAMES,
+    run: Path | None = None,
+    weights: list[Path] | None = None,
+    find_links: Path | None = None,
+    python_tag: str = bundle.DEFAULT_PYTHON_TAG,
+    platforms: Iterable[str] = bundle.DEFAULT_PLATFORMS,
+    prefix: str = bundle.DEFAULT_PREFIX,
+    build: Path = BUILD,
+) -> int:
+    """`make bundle`: build the named datasets under `build/datasets/` (weights need `run`)."""
+    if "weights" in names and run is None:
+        raise DataError("weights: the weights bundle needs a run folder (--run runs/<name>)")
+    user = api.username()
+    for name in names:
+        out = build / "datasets" / name
+        if name == "src":
+            bundle.build_src(user, out, prefix=prefix)
+        elif name == "wheels":
+            bundle.build_wheels(user, out, prefix=prefix, find_links=find_links, python_tag=python_tag,
+                                platforms=platforms)
+        else:
+            bundle.build_weights(user, out, run, weights, prefix=prefix)
+        manifest = bundle.read_manifest(out)
+        size = sum(f["bytes"] for f in manifest["files"]) / 1e6
+        print(f"{manifest['dataset']}: {len(manifest['files'])} files, {size:.1f} MB in {out}")
+    return 0
+
+
+def push_dataset_cmd(
+    names: Sequence[str] = bundle.DATASET_NAMES, wait: bool = True, timeout_s: float = 1800, build: Path = BUILD
+) -> int:
+    """`make push-dataset`: create or version each built dataset (notes name the kit version), wait for `ready`."""
+    for name in names:
+        folder = build / "datasets" / name
+        manifest = bundle.read_manifest(folder)
+        message = f"motor-kit {manifest['kit_version']}"
+        ref = api.push_dataset(folder, message, wait=wait, timeout_s=timeout_s)
+        print(f"{ref}: {'ready' if wait else 'uploaded'} ({message})")
+    return 0
+
+
+def push_kernel_cmd(
+    kernel_name: str, prefix: str = bundle.DEFAULT_PREFIX, kernels: Path = KERNELS, build: Path = BUILD
+) -> int:
+    """`make push-kernel KERNEL=infer`: render the metadata, check the datasets are ready, push a new version."""
+    user = api.username()
+    datasets = bundle.dataset_ids(user, prefix)
+    for ref in datasets:
+        state = api.dataset_state(ref)
+        if state is None or state[0] != "ready":
+            raise KaggleError(f"dataset {ref} is {state[0] if state else 'missing'}: run `make push-dataset` first")
+    out = build / "kernels" / kernel_name
+    render_kernel_metadata(kernels / kernel_name, user, datasets, out)
+    pushed = api.push_kernel(out)
+    record = {
+        "ref": pushed.ref,
+        "version": pushed.version,
+        "url": pushed.url,
+        "kit_version": bundle.version_stamp(),
+        "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / PUSHED_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"pushed {pushed.ref} version {pushed.version}: {pushed.url}")
+    return 0
+
+
+def _pushed(kernel: str, build: Path) -> dict:
+    path = build / "kernels" / kernel / PUSHED_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: no record of a push ({e}); run `make push-kernel KERNEL={kernel}` first") from e
+
+
+def kernel_ref(kernel: str, build: Path = BUILD) -> str:
+    """`kernel` itself when it is `owner/slug`, else the ref of the last push of kernels/<kernel>."""
+    return kernel if "/" in kernel else _pushed(kernel, build)["ref"]
+
+
+def kernel_status_cmd(kernel: str, wait: bool = False, timeout_s: float = 12 * 3600, build: Path = BUILD) -> int:
+    """`make kernel-status`: print the latest version's status; a failed or cancelled run raises."""
+    ref = kernel_ref(kernel, build)
+    status, failure = api.wait_kernel(ref, timeout_s) if wait else api.kernel_status(ref)
+    print(f"{ref}: {status}" + (f" ({failure})" if failure else ""))
+    if status == "error" or status.startswith("cancel"):
+        raise KaggleError(f"kernel {ref} ended {status}: {failure or 'no failure message'}")
+    return 0
+
+
+def kernel_output_cmd(kernel: str, dest: Path | None = None, build: Path = BUILD) -> int:
+    """`make kernel-output`: download the latest version's outputs and log to `build/kernels/<name>/output/`."""
+    ref = kernel_ref(kernel, build)
+    dest = dest or build / "kernels" / ref.split("/")[1] / "output"
+    for path in api.kernel_output(ref, dest):
+        print(path)
+    return 0
+
+
+def submit_cmd(kernel: str, version: int | None = None, message: str | None = None, build: Path = BUILD) -> int:
+    """`make submit`: submit a kernel version (default: the last pushed, which must have completed)."""
+    if version is None:
+        if "/" in kernel:
+            raise DataError(f"{kernel}: name the version to submit")
+        record = _pushed(kernel, build)
+        ref, version = record["ref"], int(record["version"])
+        status, failure = api.kernel_status(ref)
+        if status != "complete":
+            raise KaggleError(f"kernel {ref} version {version} is {status} ({failure or 'not complete'}): "
+                              "submit once `make kernel-status` says complete")
+        message = message or f"{ref} v{version} kit {record['kit_version']}"
+    else:
+        ref = kernel_ref(kernel, build)
+    result = api.submit(ref, version, message or f"{ref} v{version}")
+    print(f"submitted {ref} version {version} (submission {result.ref}): {result.message}")
+    return 0
+
+
+def submissions_cmd() -> int:
+    """`make submissions`: the latest submissions with their scores."""
+    print(api.format_submissions(api.submissions()))
+    return 0

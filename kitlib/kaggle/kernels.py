@@ -1,0 +1,90 @@
+"""Render `kernels/<name>/kernel-metadata.template.json` into a pushable folder.
+
+Template format (JSON; `{username}` is the only placeholder):
+
+    {"id": "{username}/motor-kit-infer", "title": "motor-kit infer", "code_file": "infer.py"}
+
+Optional keys: `kernel_type` (must match the code file), `machine_shape`, `keywords`, `docker_image_pinning_type`.
+The kit writes the rest and refuses templates that contradict it: `language: python`, `kernel_type` from the code
+file (.py script, .ipynb notebook), `is_private: true`, `enable_gpu: true`, `enable_internet: false` (written
+explicitly: the client defaults it to TRUE, and a code competition rejects internet), `competition_sources:
+[COMPETITION_SLUG]` and `dataset_sources` (the three bundles).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kitlib.config import COMPETITION_SLUG
+from kitlib.data.errors import DataError
+from kitlib.kaggle.templates import render_template, write_json
+
+TEMPLATE_FILE = "kernel-metadata.template.json"
+METADATA_FILE = "kernel-metadata.json"
+KERNEL_TYPES = {".py": "script", ".ipynb": "notebook"}
+FIXED: dict[str, Any] = {"language": "python", "is_private": True, "enable_gpu": True, "enable_internet": False}
+OPTIONAL = {"kernel_type", "machine_shape", "keywords", "docker_image_pinning_type"}
+_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_REF = re.compile(r"[A-Za-z0-9_-]+/[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def _check(meta: dict[str, Any], kernel_dir: Path, username: str) -> list[str]:
+    from slugify import slugify  # the client's own slug rule (python-slugify, a kaggle dependency)
+
+    problems = []
+    unknown = sorted(set(meta) - {"id", "title", "code_file"} - OPTIONAL - set(FIXED))
+    if unknown:
+        problems.append(f"unknown keys {unknown} (sources are written by the kit)")
+    problems += [f"{k} must be {v!r} for a code-competition kernel" for k, v in FIXED.items() if meta.get(k, v) != v]
+    ref, title = str(meta.get("id", "")), str(meta.get("title", ""))
+    owner, _, slug = ref.partition("/")
+    if owner != username or not _SLUG.fullmatch(slug) or not 5 <= len(slug) <= 50:
+        problems.append(f"id {ref!r} must be '{{username}}/<slug>' with a slug of 5-50 of a-z, 0-9, single hyphens")
+    if not 5 <= len(title) <= 50:
+        problems.append(f"title {title!r} must be 5-50 characters")
+    elif slugify(title) != slug:
+        problems.append(f"title {title!r} gives the slug {slugify(title)!r}, not the id's {slug!r}")
+    code_file = str(meta.get("code_file", ""))
+    kernel_type = KERNEL_TYPES.get(Path(code_file).suffix)
+    if not code_file or Path(code_file).name != code_file:
+        problems.append(f"code_file {code_file!r} must be the name of a file in {kernel_dir}")
+    elif not (kernel_dir / code_file).is_file():
+        problems.append(f"code_file {kernel_dir / code_file} not found")
+    elif kernel_type is None:
+        problems.append(f"code_file {code_file!r} must end in .py (script) or .ipynb (notebook)")
+    elif meta.get("kernel_type", kernel_type) != kernel_type:
+        problems.append(f"kernel_type {meta['kernel_type']!r} does not match {code_file!r} ({kernel_type})")
+    return problems
+
+
+def render_kernel_metadata(kernel_dir: Path, username: str, datasets: list[str], out_dir: Path) -> Path:
+    """Write `out_dir/kernel-metadata.json` and a copy of the code file; return the metadata path."""
+    template = kernel_dir / TEMPLATE_FILE
+    meta = render_template(template, {"username": username})
+    problems = _check(meta, kernel_dir, username)
+    problems += [f"dataset source {d!r} must be 'owner/slug'" for d in datasets if not _REF.fullmatch(d)]
+    if problems:
+        raise DataError(f"{template}: " + "; ".join(problems))
+    code_file = meta["code_file"]
+    rendered = {
+        "id": meta["id"],
+        "title": meta["title"],
+        "code_file": code_file,
+        "language": "python",
+        "kernel_type": KERNEL_TYPES[Path(code_file).suffix],
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "enable_internet": False,
+        "dataset_sources": list(datasets),
+        "competition_sources": [COMPETITION_SLUG],
+        "kernel_sources": [],
+        "model_sources": [],
+        **{k: meta[k] for k in sorted(OPTIONAL - {"kernel_type"}) if k in meta},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(kernel_dir / code_file, out_dir / code_file)
+    return write_json(out_dir / METADATA_FILE, rendered)

@@ -1,0 +1,131 @@
+"""Synthetic competition data: layout, labels, determinism, calibration and a visible motor."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from kitlib.data.errors import DataError
+from kitlib.data.labels import COORD_COLUMNS, LABEL_COLUMNS, load_labels, solution_frame
+from kitlib.data.synth import SIZES, synthesize
+from kitlib.data.synth.generate import motor_counts
+from kitlib.data.synth.scene import plan_scene
+from kitlib.data.synth.stats import REAL_LABEL_STATS, label_stats
+
+REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "byu_train_labels.csv"
+REAL_SPACINGS = {a[3] for a in REAL_LABEL_STATS.acquisitions}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("synth"), n_train=5, n_test=3, size="tiny", seed=0, progress=False)
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_layout_is_the_competitions(dataset):
+    root = dataset.out
+    assert {p.name for p in root.iterdir() if not p.name.startswith(".")} == {
+        "train", "test", "train_labels.csv", "sample_submission.csv", "test_solution.csv"
+    }
+    for split, records in (("train", dataset.train), ("test", dataset.test)):
+        assert sorted(p.name for p in (root / split).iterdir()) == sorted(r.tomo_id for r in records)
+        for rec in records:
+            assert rec.tomo_id.startswith("tomo_") and len(rec.tomo_id) == 11
+            int(rec.tomo_id[5:], 16)
+            names = sorted(p.name for p in (root / split / rec.tomo_id).iterdir())
+            assert names == [f"slice_{k:04d}.jpg" for k in range(rec.shape[0])]
+            with Image.open(root / split / rec.tomo_id / "slice_0000.jpg") as im:
+                assert (im.format, im.mode, im.size) == ("JPEG", "L", (rec.shape[2], rec.shape[1]))
+    assert pl.read_csv(root / "train_labels.csv").columns == LABEL_COLUMNS
+    sample = pl.read_csv(root / "sample_submission.csv")
+    assert sample.columns == ["tomo_id", *COORD_COLUMNS]
+    assert sorted(sample["tomo_id"]) == sorted(r.tomo_id for r in dataset.test)
+    assert (sample.select(COORD_COLUMNS).to_numpy() == -1).all()
+    assert pl.read_csv(root / "test_solution.csv").columns == ["tomo_id", *COORD_COLUMNS, "Voxel spacing"]
+
+
+def test_labels_read_back_as_generated(dataset):
+    assert load_labels(dataset.csvs["train_labels"]) == sorted(dataset.train, key=lambda r: r.tomo_id)
+    solution = pl.read_csv(dataset.csvs["test_solution"])
+    expected = solution_frame(sorted(dataset.test, key=lambda r: r.tomo_id))
+    assert solution.cast(expected.schema).equals(expected)
+    assert all(len(r.motors) <= 1 for r in dataset.test)
+
+
+def test_same_seed_same_bytes_other_seed_differs(dataset, tmp_path):
+    again = synthesize(tmp_path / "again", n_train=5, n_test=3, size="tiny", seed=0, progress=False)
+    assert file_hashes(again.out) == file_hashes(dataset.out)
+    other = synthesize(tmp_path / "other", n_train=5, n_test=3, size="tiny", seed=1, progress=False)
+    assert set(file_hashes(other.out).values()).isdisjoint(
+        h for name, h in file_hashes(dataset.out).items() if name.endswith(".jpg")
+    )
+
+
+def test_rerun_replaces_but_foreign_folder_is_refused(tmp_path):
+    synthesize(tmp_path / "d", n_train=2, n_test=0, size="tiny", seed=0, progress=False)
+    result = synthesize(tmp_path / "d", n_train=1, n_test=1, size="tiny", seed=3, progress=False)
+    assert len(list((tmp_path / "d" / "train").iterdir())) == 1
+    assert result.csvs["sample_submission"].exists()
+    (tmp_path / "real" / "train").mkdir(parents=True)
+    with pytest.raises(DataError):
+        synthesize(tmp_path / "real", n_train=1, n_test=0, size="tiny", progress=False)
+    with pytest.raises(ValueError):
+        synthesize(tmp_path / "x", n_train=1, n_test=0, size="huge", progress=False)
+
+
+def test_motor_free_fraction_and_counts():
+    train, test = motor_counts(0, "train", 400), motor_counts(0, "test", 400)
+    for counts in (train, test):
+        assert abs(np.mean(np.array(counts) == 0) - REAL_LABEL_STATS.motor_free_fraction) < 0.01
+    assert max(test) == 1
+    assert 0.03 < np.mean(np.array(train) >= 2) < 0.12  # 45 of 648 real tomograms
+
+
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_scenes_follow_real_acquisitions_and_keep_motors_inside(size):
+    binning = SIZES[size]
+    spacings, z_rel = [], []
+    for i in range(60):
+        scene = plan_scene(np.random.default_rng([7, i]), binning, n_motors=1 + i % 4)
+        spacings.append(scene.spacing / binning.factor)
+        assert scene.motors, "at least the first motor is always placed"
+        for motor in scene.motors:
+            assert all(0 <= c <= n - 1 for c, n in zip(motor, scene.shape))
+            z_rel.append(motor[0] / scene.shape[0])
+        if binning.crop:
+            assert all(n <= c for n, c in zip(scene.shape, binning.crop))
+    assert all(any(abs(s - real) < 1e-6 for real in REAL_SPACINGS) for s in spacings)
+    assert np.mean(np.array(spacings) == 13.1) > 0.2  # the most common real spacing
+    assert 0.35 < np.median(z_rel) < 0.6  # mostly mid-depth, as labelled
+
+
+@pytest.mark.skipif(not REAL_LABELS.exists(), reason="../shared reference labels absent")
+def test_embedded_statistics_match_the_real_label_file():
+    assert label_stats(load_labels(REAL_LABELS)) == REAL_LABEL_STATS
+
+
+def test_motor_is_a_visible_structure(dataset):
+    """The label points at dense (dark) material: a ball of 250 A is darker than the shell 600-1000 A around it."""
+    contrasts = []
+    for split in ("train", "test"):
+        for rec in getattr(dataset, split):
+            if not rec.motors:
+                continue
+            folder = dataset.out / split / rec.tomo_id
+            volume = np.stack([np.asarray(Image.open(folder / f"slice_{k:04d}.jpg")) for k in range(rec.shape[0])])
+            grid = np.indices(rec.shape, dtype=np.float32)
+            for motor in rec.motors:
+                dist_a = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, motor))) * rec.voxel_spacing
+                ball, shell = volume[dist_a <= 250], volume[(dist_a >= 600) & (dist_a <= 1000)]
+                contrasts.append(shell.mean() - ball.mean())
+    assert contrasts and min(contrasts) > 5.0, contrasts

@@ -111,7 +111,7 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _check_metadata(meta: dict[str, Any], path: Path, dataset_id: str) -> None:
+def check_dataset_metadata(meta: dict[str, Any], path: Path, dataset_id: str) -> None:
     """The checks `kaggle datasets create` makes, done before any upload."""
     problems = []
     if meta.get("id") != dataset_id:
@@ -146,7 +146,7 @@ def _finish(
     write_json(folder / MANIFEST_FILE, manifest)
     template = root / "datasets" / name / "dataset-metadata.template.json"
     meta = render_template(template, {"username": username, "slug": slug})
-    _check_metadata(meta, template, f"{username}/{slug}")
+    check_dataset_metadata(meta, template, f"{username}/{slug}")
     write_json(folder / METADATA_FILE, meta)
     return folder
 

@@ -14,7 +14,8 @@ from kitlib.data.errors import DataError
 from kitlib.data.labels import COORD_COLUMNS, LABEL_COLUMNS, load_labels, solution_frame
 from kitlib.data.synth import SIZES, synthesize
 from kitlib.data.synth.generate import motor_counts
-from kitlib.data.synth.scene import plan_scene
+from kitlib.data.synth.render import NoiseStream
+from kitlib.data.synth.scene import draw_imaging, plan_scene
 from kitlib.data.synth.stats import REAL_LABEL_STATS, label_stats
 
 REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "byu_train_labels.csv"
@@ -129,3 +130,16 @@ def test_motor_is_a_visible_structure(dataset):
                 ball, shell = volume[dist_a <= 250], volume[(dist_a >= 600) & (dist_a <= 1000)]
                 contrasts.append(shell.mean() - ball.mean())
     assert contrasts and min(contrasts) > 5.0, contrasts
+
+
+def test_noise_stream_does_not_depend_on_slab_size():
+    """Slab by slab equals all at once, even when the caller overwrites each slab (as the exposure does)."""
+    imaging = draw_imaging(np.random.default_rng(0), bin_factor=1)
+    whole = NoiseStream(np.random.default_rng(1), 40, 30, imaging).next(12)
+    stream, parts = NoiseStream(np.random.default_rng(1), 40, 30, imaging), []
+    for _ in range(4):
+        slab = stream.next(3)
+        parts.append(slab.copy())
+        slab[:] = 255.0
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert abs(whole.std() - 1) < 0.1

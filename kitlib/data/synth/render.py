@@ -83,12 +83,14 @@ class NoiseStream:
 
     def next(self, depth: int) -> np.ndarray:
         out = self.rng.standard_normal((depth, self.height, self.width), dtype=np.float32)
+        previous = self.state
         for layer in out:
             smooth = cv2.sepFilter2D(layer, -1, self.kernel_x, self.kernel_y, borderType=cv2.BORDER_REFLECT)
             layer *= self.white
             layer += smooth
-            if self.state is not None:
+            if previous is not None:
                 layer *= np.sqrt(1 - self.z_corr**2)
-                layer += self.z_corr * self.state
-            self.state = layer
+                layer += self.z_corr * previous
+            previous = layer
+        self.state = out[-1].copy()  # the caller may overwrite `out`
         return out

@@ -22,6 +22,7 @@ CELL_FLATTENING = (0.55, 0.95)  # z semi-axis / radius; cells are squashed in th
 ICE_FILL = 0.42  # a cell's z semi-axis is at most this fraction of the volume's depth
 PERIPLASM_A = (200.0, 300.0)
 MEMBRANE_SIGMA_A = 18.0
+MEMBRANE_AMPLITUDE = (1.3, 1.8)
 MOTOR_SCALE = (0.85, 1.15)
 MOTOR_MS_RING_A = 40.0  # the label sits this far inside the inner membrane
 POLAR_MOTOR = 0.6  # fraction of motor cells whose (first) motor sits at a pole
@@ -146,7 +147,7 @@ class _Planner:
             periplasm=self.uniform_a(PERIPLASM_A),
             membrane_sigma=self.a(MEMBRANE_SIGMA_A),
             cytoplasm=self.rng.uniform(0.15, 0.35),
-            membrane_amplitude=self.rng.uniform(1.3, 1.8),
+            membrane_amplitude=self.rng.uniform(*MEMBRANE_AMPLITUDE),
         )
 
     def random_axis(self) -> np.ndarray:
@@ -205,7 +206,7 @@ class _Planner:
                 spacing=self.spacing,
                 scale=scale,
                 periplasm_a=cell.periplasm * self.spacing,
-                amplitude=rng.uniform(1.2, 1.5),
+                amplitude=rng.uniform(1.4, 1.8),
                 stretch=self.stretch,
             )
         )
@@ -310,7 +311,7 @@ class _Planner:
         inside = candidates[cell.rho(candidates) < cell.inner_radius - radius]
         n = rng.poisson(per_voxel * box_volume * len(inside) / len(candidates))
         edge = max(self.a(15.0), 0.35)
-        for centre, amplitude in zip(inside[:n], rng.uniform(0.5, 1.0, n)):
+        for centre, amplitude in zip(inside[:n], rng.uniform(0.3, 0.7, n)):
             self.shapes.append(Ball(centre, radius * rng.uniform(0.85, 1.15), amplitude, edge, self.stretch))
 
     def add_membrane_complexes(self, cell: Cell) -> None:
@@ -322,7 +323,7 @@ class _Planner:
             envelope, normal = self.surface_point(cell, near)
             radius = self.uniform_a((80.0, 150.0))
             centre = envelope - normal * (cell.periplasm + radius + self.a(20.0))
-            self.shapes.append(Ball(centre, radius, rng.uniform(0.6, 1.0), edge, self.stretch))
+            self.shapes.append(Ball(centre, radius, rng.uniform(0.4, 0.8), edge, self.stretch))
 
     def add_vesicles(self) -> None:
         rng = self.rng
@@ -330,17 +331,20 @@ class _Planner:
             radius = self.uniform_a((250.0, 900.0))
             if not self.inside_any_cell(centre[None], radius)[0]:
                 self.shapes.append(
-                    Vesicle(centre, radius, rng.uniform(0.7, 1.0), self.a(MEMBRANE_SIGMA_A), self.stretch)
+                    Vesicle(centre, radius, rng.uniform(*MEMBRANE_AMPLITUDE), self.a(MEMBRANE_SIGMA_A), self.stretch)
                 )
 
     def add_ice(self) -> None:
-        """Ice contamination: large soft dark blobs near the top or bottom of the slab."""
+        """Ice contamination near the top or bottom of the slab: lumpy clusters of large soft dark blobs."""
         rng = self.rng
         for _ in range(rng.poisson(0.8)):
             z = rng.choice([rng.uniform(0.05, 0.3), rng.uniform(0.7, 0.95)])
-            centre = np.array([z, *rng.random(2)]) * self.dims
-            radius = self.uniform_a((500.0, 2000.0))
-            self.shapes.append(Ball(centre, radius, rng.uniform(0.3, 0.9), self.a(150.0) + 0.5, self.stretch))
+            centre, size = np.array([z, *rng.random(2)]) * self.dims, self.uniform_a((500.0, 2000.0))
+            amplitude = rng.uniform(0.3, 0.9)
+            for _ in range(1 + rng.poisson(2.0)):
+                lump = centre + rng.normal(0, 0.6 * size, 3) * np.array([0.3, 1, 1])
+                radius = size * rng.uniform(0.3, 1.0)
+                self.shapes.append(Ball(lump, radius, amplitude * rng.uniform(0.6, 1.0), self.a(100.0) + 0.5, 1.0))
 
     def add_gold(self) -> None:
         """Gold fiducials, often in small clusters."""

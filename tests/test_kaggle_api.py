@@ -257,7 +257,10 @@ def test_submit_last_pushed_version_after_it_completed(server, tmp_path):
     record = {"ref": "tester/motor-kit-infer", "version": 3, "url": "u", "kit_version": "abc1234"}
     (build / "kernels" / "infer").mkdir(parents=True)
     (build / "kernels" / "infer" / "pushed.json").write_text(json.dumps(record))
-    code = f"from pathlib import Path; from kitlib.kaggle import commands; commands.submit_cmd('infer', build=Path({str(build)!r}))"
+    code = (
+        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        f"commands.submit_cmd('infer', build=Path({str(build)!r}))"
+    )
     env = server.env(tmp_path / "home")
 
     server.state.kernel_statuses = [("RUNNING", None)]

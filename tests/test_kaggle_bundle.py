@@ -84,10 +84,13 @@ def test_src_bundle_is_a_wheel_of_every_kitlib_file_with_a_version_stamp(repo_co
 
 def test_kitlib_wheel_imports_from_the_zip_and_installs_with_pip(repo_copy, tmp_path):
     wheel = bundle.build_kitlib_wheel(repo_copy, tmp_path)
-    code = f"import sys; sys.path.insert(0, {str(wheel)!r}); import kitlib.config as c; print(c.__file__, c.COMPETITION_SLUG)"
+    code = (
+        f"import sys\nsys.path.insert(0, {str(wheel)!r})\n"
+        "import kitlib.config as c\nprint(c.__file__, c.HIT_RADIUS_A)"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [f"{wheel}/kitlib/config.py", "byu-locating-bacterial-flagellar-motors-2025"]
+    assert out.stdout.split() == [f"{wheel}/kitlib/config.py", "1000.0"]  # imported from inside the wheel
 
     target = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check",
@@ -206,4 +209,5 @@ def test_repository_templates_render_for_every_dataset():
         slug = bundle.dataset_slug(name)
         meta = bundle.render_template(template, {"username": "tester", "slug": slug})
         bundle.check_dataset_metadata(meta, template, f"tester/{slug}")
-    assert bundle.dataset_ids("tester") == ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
+    ids = ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
+    assert bundle.dataset_ids("tester") == ids

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
-from kitlib.kaggle.credentials import resolve
+from kitlib.kaggle.credentials import Credentials, resolve
 from kitlib.kaggle.errors import KaggleError, KaggleSetupError
 
 KERNEL_TERMINAL = ("complete", "error", "cancel_requested", "cancel_acknowledged")
@@ -44,9 +44,14 @@ class Submitted:
 
 
 @functools.cache
+def _credentials() -> Credentials:
+    return resolve()
+
+
+@functools.cache
 def _api() -> Any:
     """An authenticated `KaggleApi` (imported here: `import kaggle` authenticates and prints at import time)."""
-    creds = resolve()
+    creds = _credentials()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         try:
@@ -63,7 +68,7 @@ def _api() -> Any:
 
 def username() -> str:
     """The Kaggle user the credentials belong to (asks the server only for an access token without a name)."""
-    name = resolve().username or _api().get_config_value("username")
+    name = _credentials().username or _api().get_config_value("username")
     if not name:
         raise KaggleSetupError("the Kaggle username is unknown: export KAGGLE_USERNAME")
     return name

@@ -113,9 +113,9 @@ def kernel_status_cmd(kernel: str, wait: bool = False, timeout_s: float = 12 * 3
 
 
 def kernel_output_cmd(kernel: str, dest: Path | None = None, build: Path = BUILD) -> int:
-    """`make kernel-output`: download the latest version's outputs and log to `build/kernels/<name>/output/`."""
+    """`make kernel-output`: download the latest version's outputs and log to `build/kernels/<name|slug>/output/`."""
     ref = kernel_ref(kernel, build)
-    dest = dest or build / "kernels" / ref.split("/")[1] / "output"
+    dest = dest or build / "kernels" / kernel.split("/")[-1] / "output"
     for path in api.kernel_output(ref, dest):
         print(path)
     return 0

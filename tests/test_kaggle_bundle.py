@@ -211,3 +211,29 @@ def test_repository_templates_render_for_every_dataset():
         bundle.check_dataset_metadata(meta, template, f"tester/{slug}")
     ids = ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
     assert bundle.dataset_ids("tester") == ids
+
+
+def test_bundle_cmd_builds_all_three_for_the_credentials_user(tmp_path):
+    from kaggle_server import run_python
+
+    links, build = tmp_path / "links", tmp_path / "build"
+    links.mkdir()
+    for name, version in bundle.pinned_wheels().items():
+        fake_wheel(links, name, version)
+    run = make_run(tmp_path / "runs" / "demo")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "k"}
+    code = (
+        "import sys; from pathlib import Path; from kitlib.kaggle import commands\n"
+        f"commands.bundle_cmd(run=Path({str(run)!r}), find_links=Path({str(links)!r}), build=Path({str(build)!r}))\n"
+        "print('kaggle imported:', 'kaggle' in sys.modules)"
+    )
+    proc = run_python(code, env, timeout_s=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in bundle.DATASET_NAMES:
+        folder = build / "datasets" / name
+        check_manifest(folder, f"tester/motor-kit-{name}")
+        assert f"tester/motor-kit-{name}: " in proc.stdout and f" in {folder}" in proc.stdout
+    assert "kaggle imported: False" in proc.stdout  # an API key is enough to bundle offline
+
+    no_run = run_python(code.replace(f"run=Path({str(run)!r})", "run=None"), env)
+    assert no_run.returncode != 0 and "the weights bundle needs a run folder" in no_run.stderr

@@ -91,10 +91,12 @@ def push_kernel_cmd(
 
 def _pushed(kernel: str, build: Path) -> dict:
     path = build / "kernels" / kernel / PUSHED_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: no record of a push; run `make push-kernel KERNEL={kernel}` first")
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: no record of a push ({e}); run `make push-kernel KERNEL={kernel}` first") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: unreadable ({e}); push the kernel again") from e
 
 
 def kernel_ref(kernel: str, build: Path = BUILD) -> str:

@@ -34,3 +34,34 @@ synth: setup ## write a synthetic competition dataset to data/synth (SIZE=small 
 
 clean: ## remove runs/, build/ and data/ (keeps .venv)
 	rm -rf runs build data
+
+demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, predict test, score it
+	$(PY) -m kitlib demo $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET)
+
+local-score: setup ## train per fold, predict held-out folds, tune presence, score (DATA=dir [WEIGHTS=...] [RUN=name])
+	$(PY) -m kitlib local-score $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+predict: setup ## write runs/$(RUN)/submission.csv for DATA's test split with WEIGHTS (default: the run's folds)
+	$(PY) -m kitlib predict $(if $(DATA),--data $(DATA)) --preset $(PRESET) --out runs/$(RUN)/submission.csv \
+		--weights $(or $(WEIGHTS),$(wildcard runs/$(RUN)/fold*/weights/best.pt))
+
+bundle: setup ## build the src / wheels / weights datasets under build/datasets/ (RUN, WEIGHTS, WHEELS_FROM=dir)
+	$(PY) -m kitlib bundle --run runs/$(RUN) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(WHEELS_FROM),--find-links $(WHEELS_FROM))
+
+push-dataset: setup ## create or version the three datasets on Kaggle and wait until ready
+	$(PY) -m kitlib push-dataset
+
+push-kernel: setup ## push kernels/$(KERNEL) (internet off, GPU, competition + datasets) as a new version
+	$(PY) -m kitlib push-kernel $(KERNEL)
+
+kernel-status: setup ## status of KERNEL's latest version; WAIT=1 polls until it ends; a failed run exits 1
+	$(PY) -m kitlib kernel-status $(KERNEL) $(if $(WAIT),--wait)
+
+kernel-output: setup ## download KERNEL's outputs and log to build/kernels/$(KERNEL)/output/
+	$(PY) -m kitlib kernel-output $(KERNEL)
+
+submit: setup ## submit KERNEL's last pushed version once complete (KERNEL_VERSION=n, MESSAGE=...)
+	$(PY) -m kitlib submit $(KERNEL) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")
+
+submissions: setup ## latest submissions with public / private scores
+	$(PY) -m kitlib submissions

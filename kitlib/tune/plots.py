@@ -64,6 +64,36 @@ def plot_score_hist(scores: np.ndarray, has_motor: np.ndarray, path: str | Path)
     return _save(fig, path)
 
 
+def plot_detections(candidates, solution, rule: PresenceRule, path: str | Path) -> Path:
+    """One row per tomogram: the best candidate's slice (marker size = score; filled when the rule keeps it) against
+    the true motors' slices (green bars). `candidates` has tomo_id, z, score; `solution` the competition's columns."""
+    truth: dict[str, list[float]] = {}
+    for row in solution.iter_rows(named=True):
+        z = row["Motor axis 0"]
+        truth.setdefault(row["tomo_id"], []).extend([z] if z >= 0 else [])
+    ids = candidates["tomo_id"].to_list()
+    z, score = candidates["z"].to_numpy(), candidates["score"].to_numpy()
+    kept = rule.apply(score) & (z >= 0)
+    fig = Figure(figsize=(8, 0.8 + 0.28 * len(ids)), layout="constrained")
+    ax = fig.subplots()
+    for i, tomo_id in enumerate(ids):
+        for tz in truth.get(tomo_id, []):
+            ax.plot([tz, tz], [i - 0.35, i + 0.35], color="C2", lw=3)
+    found = z >= 0
+    size = 20 + 180 * np.clip(score, 0, 1)
+    rows = np.arange(len(ids))
+    ax.scatter(z[found & kept], rows[found & kept], s=size[found & kept], color="C3", label="kept by the rule")
+    ax.scatter(z[found & ~kept], rows[found & ~kept], s=size[found & ~kept], facecolors="none", edgecolors="C3",
+               label="dropped by the rule")
+    ax.plot([], [], color="C2", lw=3, label="true motor")
+    ax.set_yticks(rows, ids, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("slice (z)")
+    ax.set_title(f"best candidate per tomogram (marker size = score; rule {rule.kind} {rule.value:.3g})")
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kitlib.config import ExportConfig, KitConfig, PreprocessConfig
-from kitlib.data.export import Z_ENC_MIN, export_fold
+from kitlib.data.export import Z_ENC_MIN, export_fold, plan_fold
 from kitlib.data.labels import TomoRecord, load_labels, records_to_frame
 from kitlib.data.synth import synthesize
 from kitlib.data.tomogram import read_tomogram
@@ -34,10 +34,8 @@ class Data:
 
 
 def kit_config(**export) -> KitConfig:
-    return KitConfig(
-        preprocess=PreprocessConfig(stack_stride=STRIDE),
-        export=ExportConfig(z_window=2, positives_per_motor=3, negatives_per_tomo=2, neg_ratio=2.0, **export),
-    )
+    export = {"z_window": 2, "positives_per_motor": 3, "negatives_per_tomo": 2, "neg_ratio": 2.0, **export}
+    return KitConfig(preprocess=PreprocessConfig(stack_stride=STRIDE), export=ExportConfig(**export))
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +213,27 @@ def test_resampled_export_maps_back_to_the_truth(data, tmp_path):
             assert np.abs(motors[:, None] - truth(data, tomo_id)[None]).max(-1).min(1).max() < 1e-3
             widths.extend(rows[:, 3] * grid[2])  # the box side is the hit radius on the resampled grid
     assert widths and max(widths) == pytest.approx(1000.0 / 150.0, abs=1e-3)
+
+
+def test_negatives_capped_per_split_whatever_the_record_order(data):
+    records = list(data.records.values())
+
+    def counts(neg_ratio: float, records: list[TomoRecord]) -> dict[str, list[int]]:
+        """split -> [positives, negatives]; asserts the plan does not depend on the record order."""
+        plans = plan_fold(records, data.folds, 1, kit_config(neg_ratio=neg_ratio))
+        again = plan_fold(records[::-1], data.folds, 1, kit_config(neg_ratio=neg_ratio))
+        key = {p.record.tomo_id: (p.split, p.positives, p.negatives) for p in again}
+        assert {p.record.tomo_id: (p.split, p.positives, p.negatives) for p in plans} == key
+        out = {s: [0, 0] for s in ("train", "val")}
+        for p in plans:
+            out[p.split][0] += len(p.positives)
+            out[p.split][1] += len(p.negatives)
+        return out
+
+    uncapped, capped = counts(100.0, records), counts(0.5, records)
+    for split, (positives, negatives) in capped.items():
+        assert uncapped[split][1] > 0.5 * positives  # the cap binds
+        assert 0 < negatives == int(0.5 * positives)
 
 
 def test_rejects_tomograms_without_a_fold(data, tmp_path):

@@ -127,14 +127,14 @@ def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: 
 
 
 def _cap_negatives(plans: list[TomoPlan], ratio: float, rng: np.random.Generator) -> None:
-    """Keep at most `ratio` x positives negative centres over `plans`, drawn uniformly (in place)."""
-    negatives = [(i, z) for i, p in enumerate(plans) for z in p.negatives]
+    """Keep at most `ratio` x positives negative centres over `plans`, drawn uniformly (in place, order-free)."""
+    negatives = sorted((p.record.tomo_id, z) for p in plans for z in p.negatives)
     cap = int(ratio * sum(len(p.positives) for p in plans))
     if len(negatives) <= cap:
         return
     keep = {negatives[j] for j in rng.choice(len(negatives), cap, replace=False)}
-    for i, plan in enumerate(plans):
-        plan.negatives = [z for z in plan.negatives if (i, z) in keep]
+    for plan in plans:
+        plan.negatives = [z for z in plan.negatives if (plan.record.tomo_id, z) in keep]
 
 
 def _box_side(rec: TomoRecord, cfg: KitConfig) -> float:

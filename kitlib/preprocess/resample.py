@@ -36,8 +36,9 @@ def resampled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, ...]:
 def resample_volume(volume: np.ndarray, factor: float) -> np.ndarray:
     """Resize a (z, y, x) volume by `factor` on every axis (the input itself when factor is 1).
 
-    Separable: each z slice is resized in (y, x), then the (z, y * x) view in z, in column blocks. `INTER_AREA` (box average, no aliasing)
-    when shrinking, `INTER_LINEAR` when enlarging; both follow the pixel-centre convention of the module docstring.
+    Separable: each z slice is resized in (y, x), then the (z, y * x) view in z, in column blocks. `INTER_AREA`
+    (box average, no aliasing) when shrinking, `INTER_LINEAR` when enlarging; both follow the pixel-centre
+    convention of the module docstring.
     """
     if factor == 1.0:
         return volume

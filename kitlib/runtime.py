@@ -111,6 +111,9 @@ def prepare(config_dir: Path | None = None, threads: int | None = None) -> None:
             ``~/.cache/motor-kit/ultralytics``, else a private temp dir. Only the first call chooses it.
         threads: torch / OpenMP threads. Default: ``OMP_NUM_THREADS`` if set, else all cores. Every call applies it.
     """
+    # A process started by a prepared one (e.g. a DDP worker) inherits this environment: then importing ultralytics
+    # first is harmless.
+    env_ready = os.environ.get("YOLO_OFFLINE") == "1" and bool(os.environ.get("YOLO_CONFIG_DIR"))
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     first_call = _state["config_dir"] is None
@@ -135,7 +138,7 @@ def prepare(config_dir: Path | None = None, threads: int | None = None) -> None:
     import ultralytics.utils as uu
     import ultralytics.utils.torch_utils as utu
 
-    if already_imported:
+    if already_imported and not env_ready:
         _LOG.warning(
             "ultralytics was imported before kitlib.runtime.prepare(): its config dir is %s and its online check "
             "already ran; settings and fonts are fixed up there, but call prepare() first.",

@@ -129,13 +129,16 @@ class ZTrainer(DetectionTrainer):
         with _no_download_amp_check():
             super()._setup_train()
 
-    def final_eval(self):
-        """Write ``kit_meta`` as a top-level checkpoint key of last.pt / best.pt, then ultralytics' final validation."""
+    def write_kit_meta(self):
+        """Add ``kit_meta`` as a top-level key of last.pt / best.pt (the model inside carries it too)."""
         if RANK in {-1, 0}:
             meta = self.kit_meta()
             for f in (self.last, self.best):
                 if f.exists():
                     strip_optimizer(f, updates={"kit_meta": meta})
+
+    def final_eval(self):
+        self.write_kit_meta()
         super().final_eval()
 
     def train(self):

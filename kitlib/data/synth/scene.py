@@ -68,6 +68,8 @@ class Imaging:
 
 @dataclass
 class Scene:
+    """A planned tomogram: written grid, spacing (A/voxel), exposure, density shapes and the labelled motors."""
+
     shape: tuple[int, int, int]
     spacing: float
     imaging: Imaging
@@ -87,14 +89,20 @@ def plan_scene(rng: np.random.Generator, binning: Binning, n_motors: int, stats:
     return Scene(planner.shape, planner.spacing, imaging, planner.shapes, planner.motors)
 
 
+def weighted_index(rng: np.random.Generator, counts) -> int:
+    """An index drawn with probability proportional to `counts`."""
+    counts = np.asarray(counts, dtype=float)
+    return int(rng.choice(len(counts), p=counts / counts.sum()))
+
+
 def draw_acquisition(rng: np.random.Generator, stats: LabelStats) -> tuple[tuple[int, int, int], float]:
     """A real (shape, voxel spacing) pair, weighted by how many training tomograms have it."""
-    counts = np.array([a[4] for a in stats.acquisitions], dtype=float)
-    z, y, x, spacing, _ = stats.acquisitions[rng.choice(len(counts), p=counts / counts.sum())]
+    z, y, x, spacing, _ = stats.acquisitions[weighted_index(rng, [a[4] for a in stats.acquisitions])]
     return (z, y, x), spacing
 
 
 def draw_imaging(rng: np.random.Generator, bin_factor: int) -> Imaging:
+    """Exposure of one tomogram; noise averages down on binned grids."""
     gain = rng.uniform(*GAIN)
     angle = rng.uniform(0, 2 * np.pi)
     strength = rng.uniform(0, 14)
@@ -110,8 +118,7 @@ def draw_imaging(rng: np.random.Generator, bin_factor: int) -> Imaging:
 
 def draw_motor_count(rng: np.random.Generator, stats: LabelStats = REAL_LABEL_STATS) -> int:
     """Labelled motors in a tomogram that has at least one."""
-    counts = np.array([c for _, c in stats.motors_per_tomogram], dtype=float)
-    return int(stats.motors_per_tomogram[rng.choice(len(counts), p=counts / counts.sum())][0])
+    return stats.motors_per_tomogram[weighted_index(rng, [c for _, c in stats.motors_per_tomogram])][0]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -157,11 +164,7 @@ class _Planner:
     # -- motors -------------------------------------------------------------------------------------------------
     def draw_motor_position(self) -> np.ndarray:
         """A label position following the real per-axis distribution of motor / shape."""
-        rel = []
-        for hist in self.stats.position_hist:
-            counts = np.asarray(hist, dtype=float)
-            b = self.rng.choice(len(counts), p=counts / counts.sum())
-            rel.append((b + self.rng.random()) / len(counts))
+        rel = [(weighted_index(self.rng, hist) + self.rng.random()) / len(hist) for hist in self.stats.position_hist]
         return np.clip(np.round(np.array(rel) * self.dims), 1, self.dims - 2)
 
     def add_motor_cell(self, n_motors: int) -> None:

@@ -7,6 +7,7 @@ Every problem with the folder raises `DataError` naming the folder or the slice 
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -100,19 +101,29 @@ def read_tomogram(folder: str | Path, threads: int = 8) -> np.ndarray:
 
 
 def iter_tomograms(
-    folders: Iterable[str | Path], threads: int = 8, prefetch: bool = True, progress: bool = True, desc: str = "tomograms"
+    folders: Iterable[str | Path],
+    threads: int = 8,
+    prefetch: bool = True,
+    progress: bool = True,
+    desc: str = "tomograms",
+    read_seconds: dict[Path, float] | None = None,
 ) -> Iterator[tuple[Path, np.ndarray | DataError]]:
     """Yield `(folder, volume)` for each folder, or `(folder, DataError)` when it cannot be read; never stops early.
 
     With `prefetch`, the next tomogram is decoded in the background while the caller works on the current one.
+    `read_seconds`, when given, receives each folder's reading time (wall seconds, background or not).
     """
     folders = [Path(f) for f in folders]
 
     def load(folder: Path) -> np.ndarray | DataError:
+        started = time.perf_counter()
         try:
             return read_tomogram(folder, threads)
         except DataError as e:
             return e
+        finally:
+            if read_seconds is not None:
+                read_seconds[folder] = time.perf_counter() - started
 
     with ThreadPoolExecutor(max_workers=1) as loader:
         pending: Future | None = loader.submit(load, folders[0]) if folders and prefetch else None

@@ -24,6 +24,8 @@ from kitlib.infer.locate import Detector, locate_motor
 from kitlib.infer.tta import View
 from kitlib.tune.presence import PresenceRule
 
+# Where each tomogram's time went (wall seconds): reading in the background, waiting for it, then `locate_motor`'s stages.
+STAGE_COLUMNS = ("read_s", "wait_s", "normalize_s", "model_s", "fusion_s")
 CANDIDATE_SCHEMA = {
     "tomo_id": pl.String,
     "z": pl.Float64,
@@ -34,6 +36,7 @@ CANDIDATE_SCHEMA = {
     "slice_step": pl.Int64,
     "seconds": pl.Float64,
     "error": pl.String,
+    **{name: pl.Float64 for name in STAGE_COLUMNS},
 }
 
 
@@ -48,7 +51,8 @@ def predict_tomograms(
     budget_s: float | None = None,
     progress: bool = True,
 ) -> pl.DataFrame:
-    """Best candidate per tomogram (`CANDIDATE_SCHEMA`); unreadable ones get z=y=x=-1, score 0 and the error text.
+    """Best candidate per tomogram (`CANDIDATE_SCHEMA`, with `STAGE_COLUMNS` timings); unreadable ones get z=y=x=-1,
+    score 0 and the error text.
 
     `spacings` gives known voxel spacings (train folds); unknown ones use `cfg.preprocess.assumed_spacing`.
     With `budget_s`, views are shed and the slice step widened as the projection requires.
@@ -56,17 +60,20 @@ def predict_tomograms(
     spacings = spacings or {}
     planner = BudgetPlanner(budget_s or float("inf"), len(tomo_ids), len(views), cfg.infer.slice_step)
     folders = [data.split_dir(split) / t for t in tomo_ids]
+    read_s: dict[Path, float] = {}
     rows = []
     started = time.perf_counter()
-    stream = iter_tomograms(folders, threads=cfg.infer.decode_threads, progress=progress, desc=f"predict {split}")
-    decode_started = time.perf_counter()
+    stream = iter_tomograms(folders, threads=cfg.infer.decode_threads, progress=progress, desc=f"predict {split}",
+                            read_seconds=read_s)
+    waiting = time.perf_counter()
     for done, (folder, volume) in enumerate(stream):
-        decode_s = time.perf_counter() - decode_started
+        wait_s = time.perf_counter() - waiting
         tomo_id = folder.name
         if isinstance(volume, DataError):
             warnings.warn(f"{volume} -> predicting no motor for {tomo_id}", stacklevel=2)
-            rows.append((tomo_id, -1.0, -1.0, -1.0, 0.0, 0, 0, 0.0, str(volume)))
-            decode_started = time.perf_counter()
+            rows.append((tomo_id, -1.0, -1.0, -1.0, 0.0, 0, 0, 0.0, str(volume), read_s.get(folder, 0.0), wait_s,
+                         0.0, 0.0, 0.0))
+            waiting = time.perf_counter()
             continue
         plan = planner.plan(time.perf_counter() - started, done, volume.shape[0])
         t = time.perf_counter()
@@ -74,13 +81,15 @@ def predict_tomograms(
             volume, detectors, cfg, views[: plan.n_views], spacings.get(tomo_id), slice_step=plan.slice_step
         )
         seconds = time.perf_counter() - t
-        planner.record(located.seconds["model"], seconds - located.seconds["model"] + decode_s,
-                       plan.n_views * len(detectors), located.n_stacks)
+        stage = located.seconds
+        planner.record(stage["model"], seconds - stage["model"] + wait_s, plan.n_views * len(detectors),
+                       located.n_stacks)
         best = located.best
         zyx = (best.z, best.y, best.x) if best else (-1.0, -1.0, -1.0)
-        rows.append((tomo_id, *zyx, best.score if best else 0.0, plan.n_views, plan.slice_step, seconds, None))
+        rows.append((tomo_id, *zyx, best.score if best else 0.0, plan.n_views, plan.slice_step, seconds, None,
+                     read_s.get(folder, 0.0), wait_s, stage["normalize"], stage["model"], stage["fusion"]))
         del volume
-        decode_started = time.perf_counter()
+        waiting = time.perf_counter()
     return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA, orient="row")
 
 

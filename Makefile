@@ -13,7 +13,7 @@ PRESET  ?= cpu
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test demo synth local-score predict bundle push-dataset push-kernel kernel-status kernel-output \
-        submit submissions dry-run bench clean
+        z-error submit submissions dry-run bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, 
 
 local-score: setup ## train per fold, predict held-out folds, tune presence, score (DATA=dir [WEIGHTS=...] [RUN=name])
 	$(PY) -m kitlib local-score $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+z-error: setup ## out-of-fold |z error| of runs/$(RUN)'s fold models, z-head vs centre slice (DATA=dir [RUN=name])
+	$(PY) -m kitlib z-error $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET)
 
 predict: setup ## write runs/$(RUN)/submission.csv for DATA's test split with WEIGHTS (default: the run's folds)
 	$(PY) -m kitlib predict $(if $(DATA),--data $(DATA)) --preset $(PRESET) --out runs/$(RUN)/submission.csv \

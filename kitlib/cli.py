@@ -109,6 +109,21 @@ def _local_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _z_error(args: argparse.Namespace) -> int:
+    from kitlib.config import KitConfig
+    from kitlib.tune.z_error import format_z_table, z_error
+
+    run_dir = Path(KitConfig.preset(args.preset).train.project) / args.run
+    saved = run_dir / "config.yaml"
+    cfg = KitConfig.load(args.config or saved) if args.config or saved.is_file() else _config(args)
+    if args.device:
+        cfg.infer.device = args.device
+    result = z_error(_data(args), cfg, run_dir, folds_path=args.folds)
+    print(format_z_table(result))
+    print(f"wrote {run_dir / 'z_error.json'}, {result['plot']}")
+    return 0
+
+
 def _bundle(args: argparse.Namespace) -> int:
     from kitlib.kaggle.bundle import DEFAULT_PLATFORMS
     from kitlib.kaggle.commands import bundle_cmd
@@ -222,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, nargs="+", default=None, help="score these weights instead of training")
     p.add_argument("--folds", type=Path, default=None)
     p.set_defaults(func=_local_score)
+
+    p = sub.add_parser("z-error", help="out-of-fold |z error| of the run's fold models: z-head vs centre slice only")
+    _add_common(p)
+    p.add_argument("--run", default="demo", help="runs/<run>/fold*/weights/best.pt; config.yaml there unless --config")
+    p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the one the run's score.json names)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_z_error)
 
     p = sub.add_parser("demo", help="synthesise data (or use --data), local-score, predict test, score it")
     p.add_argument("--data", type=Path, default=None, help="competition folder (default: synthesise data/demo)")

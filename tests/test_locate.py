@@ -41,7 +41,8 @@ class BlobDetector:
         total = stack.sum(-1)
         py, px = np.unravel_index(np.argmax(total), total.shape)
         r = self.half_window
-        y0, y1, x0, x1 = max(0, py - r), min(total.shape[0], py + r + 1), max(0, px - r), min(total.shape[1], px + r + 1)
+        (y0, y1), (x0, x1) = (max(0, py - r), py + r + 1), (max(0, px - r), px + r + 1)
+        y1, x1 = min(y1, total.shape[0]), min(x1, total.shape[1])
         window = stack[y0:y1, x0:x1]
         mass = window.sum((0, 1))
         k = int(np.argmax(mass))

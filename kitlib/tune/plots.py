@@ -1,4 +1,4 @@
-"""PNG plots of presence tuning: F2 against threshold and quantile, and the score distributions.
+"""PNG plots of presence tuning (F2 against threshold and quantile, score distributions), detections and z errors.
 
 Figures are built with ``matplotlib.figure.Figure`` (Agg rendering, no pyplot state, matplotlib's bundled fonts).
 """
@@ -91,6 +91,24 @@ def plot_detections(candidates, solution, rule: PresenceRule, path: str | Path) 
     ax.set_xlabel("slice (z)")
     ax.set_title(f"best candidate per tomogram (marker size = score; rule {rule.kind} {rule.value:.3g})")
     ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, path)
+
+
+def plot_z_error(errors: np.ndarray, path: str | Path) -> Path:
+    """|z error| against the stack centre's offset from the true motor (`kitlib.tune.z_error` rows: offset, z-head
+    error, baseline error): every matched detection as a point, the median per whole-slice offset as a line."""
+    offset, head, base = np.asarray(errors, np.float64).reshape(-1, 3).T
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    bins = np.rint(offset)
+    x = np.unique(bins)
+    for values, name, color in ((head, "z-head: centre + dz", "C0"), (base, "baseline: centre only", "C1")):
+        ax.scatter(offset, values, s=6, alpha=0.25, color=color)
+        ax.plot(x, [np.median(values[bins == b]) for b in x], "-o", ms=3, color=color, label=f"{name} (median)")
+    ax.set(xlabel="stack centre - true motor z (slices)", ylabel="|z error| (slices)",
+           title=f"z error of {len(offset)} matched detections (held-out tomograms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -68,3 +68,6 @@ submit: setup ## submit KERNEL's last pushed version once complete (KERNEL_VERSI
 
 submissions: setup ## latest submissions with public / private scores
 	$(PY) -m kitlib submissions
+
+dry-run: setup ## run kernels/$(KERNEL) locally as Kaggle would, offline; validate + score (REUSE_VENV=1, TINY=1)
+	$(PY) -m kitlib dry-run $(KERNEL) $(if $(REUSE_VENV),--reuse-venv) $(if $(TINY),--tiny-weights)

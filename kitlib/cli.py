@@ -168,6 +168,15 @@ def _submissions(args: argparse.Namespace) -> int:
     return submissions_cmd()
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    from kitlib.kaggle.dryrun import dry_run, format_result
+
+    result = dry_run(args.kernel, bundles=args.bundles, out=args.out, reuse_venv=args.reuse_venv,
+                     tiny=args.tiny_weights, n_test=args.n_test)
+    print(format_result(result))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from kitlib.demo import run_demo
 
@@ -308,6 +317,16 @@ def add_kaggle_commands(sub) -> None:
 
     p = sub.add_parser("submissions", help="latest submissions with public and private scores")
     p.set_defaults(func=_submissions)
+
+    p = sub.add_parser("dry-run", help="run a kernel locally as Kaggle would (offline, simulated image), then score it")
+    p.add_argument("kernel", nargs="?", default="infer", help="folder under kernels/ (default: infer)")
+    p.add_argument("--bundles", type=Path, default=Path("build/datasets"),
+                   help="built datasets to use (missing ones are built for the dry run)")
+    p.add_argument("--out", type=Path, default=None, help="workspace (default: build/dryrun/<kernel>, replaced)")
+    p.add_argument("--reuse-venv", action="store_true", help="run the kernel with this venv instead of a fresh one")
+    p.add_argument("--tiny-weights", action="store_true", help="an untrained tiny model even if weights are built")
+    p.add_argument("--n-test", type=int, default=4, help="synthetic test tomograms")
+    p.set_defaults(func=_dry_run)
 
 
 

@@ -1,0 +1,280 @@
+"""`make dry-run`: run a kernel of `kernels/` locally the way Kaggle runs it, then validate and score its output.
+
+Real: the kernel script, unchanged (copied by `render_kernel_metadata`, which also checks its metadata template); the
+three bundles as `kitlib.kaggle.bundle` builds them; JPEG tomograms in the competition's exact layout (synthetic,
+size tiny); the Kaggle mount layout `<root>/input/competitions/<slug>/`, `<root>/input/datasets/<owner>/<slug>/`,
+`<root>/working/` (the script runs in `working/`, with `KIT_KAGGLE_ROOT=<root>`).
+
+Simulated:
+- the Kaggle image: a fresh venv of this Python whose site-packages reach, through a `.pth` line, a folder of links to
+  this `.venv`'s packages *minus* the distributions the wheels bundle carries and kitlib. torch, numpy, opencv,
+  polars, pillow, ... play Kaggle's preinstalled packages (at this venv's versions, not Kaggle's); ultralytics and the
+  rest of the wheels bundle must come from the bundle through the kernel's `pip install --no-index`.
+  `reuse_venv=True` runs the kernel with this venv instead (it already holds every pin, so nothing is installed).
+- no network: the kernel runs under `unshare -rn` (an empty network namespace) where this machine allows it, else
+  with a `sitecustomize.py` on PYTHONPATH that makes every socket connect / name lookup raise.
+- no GPU and no 12-hour limit (the kernel's own `KIT_BUDGET_S` applies); the scoring rerun is not simulated.
+- `test_solution.csv` is kept outside the mounted competition folder, as Kaggle keeps the hidden labels.
+
+Bundles: those already built under `bundles` (default `build/datasets/`, i.e. what `make push-dataset` would upload)
+are used as they are; missing ones are built into the workspace: `src` from the working tree, `wheels` with
+`pip download` (cached in `build/dryrun/cache/wheels`, reused while the pins are unchanged), `weights` as an untrained
+scale-n z-head checkpoint (`tiny_weights`), which makes the run a plumbing check whose score means nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kitlib.config import COMPETITION_SLUG, KitConfig
+from kitlib.data.errors import DataError
+from kitlib.kaggle import bundle
+from kitlib.kaggle.kernel import installed_version, read_requirements
+from kitlib.kaggle.kernels import render_kernel_metadata
+
+DRYRUN = bundle.REPO_ROOT / "build" / "dryrun"
+OWNER = "dry-run"
+SOCKET_GUARD = '''"""Dry-run network guard: every connection or name lookup raises."""
+import socket
+
+
+def _refuse(*args, **kwargs):
+    raise OSError("network access attempted in a Kaggle dry run (internet is off)")
+
+
+socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = _refuse
+'''
+IMAGE_PTH = "kaggle_image.pth"
+
+
+@dataclass
+class DryRun:
+    """Where a dry run ran and what it found."""
+
+    root: Path
+    log: Path
+    network: str
+    image: str
+    seconds: float
+    summary: dict | None = None  # the metric's summary of the submission (infer kernel)
+
+
+# --- bundles ---------------------------------------------------------------------------------------------------------
+
+
+def tiny_weights(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
+    """A run folder with an untrained scale-n z-head `fold0/weights/best.pt`, a quantile-0.5 presence rule and a CPU
+    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+    import torch
+
+    from kitlib.model.build import build_model, make_kit_meta
+    from kitlib.tune.presence import PresenceRule
+
+    torch.manual_seed(seed)
+    best = run_dir / "fold0" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    model = build_model("n")
+    model.kit_meta = make_kit_meta(stack_stride, 2 * stack_stride, 5, imgsz)
+    torch.save({"model": model, "kit_meta": model.kit_meta}, best)
+    PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run_dir / "presence.json")
+    cfg = KitConfig.preset("cpu")
+    cfg.preprocess.stack_stride, cfg.infer.imgsz, cfg.train.imgsz = stack_stride, imgsz, imgsz
+    cfg.infer.conf = 0.01  # an untrained model scores low: keep some detections so rows get a motor
+    cfg.save(run_dir / "config.yaml")
+    return run_dir
+
+
+def _cached_wheels(cache: Path) -> Path:
+    """The wheels bundle from `cache`, rebuilt with `pip download` when the pins changed."""
+    pins = bundle.pinned_wheels()
+    if (cache / bundle.MANIFEST_FILE).is_file() and read_requirements(cache) == pins:
+        return cache
+    print(f"pip download {pins} -> {cache} (cached for later dry runs)", flush=True)
+    return bundle.build_wheels(OWNER, cache)
+
+
+def resolve_bundles(bundles: Path, work: Path, tiny: bool = False, cache: Path = DRYRUN / "cache") -> dict[str, Path]:
+    """name -> folder of each of the three datasets: `bundles/<name>` when built, else built into `work`."""
+    found = {}
+    for name in bundle.DATASET_NAMES:
+        built = bundles / name
+        if (built / bundle.MANIFEST_FILE).is_file() and not (tiny and name == "weights"):
+            found[name] = built
+        elif name == "src":
+            found[name] = bundle.build_src(OWNER, work / "src")
+        elif name == "wheels":
+            found[name] = _cached_wheels(cache / "wheels")
+        else:
+            found[name] = bundle.build_weights(OWNER, work / "weights", tiny_weights(work / "tiny-run"))
+        print(f"{name:7s} {found[name]} ({'built now' if found[name] != built else 'as built'})", flush=True)
+    if bundle.read_manifest(found["src"])["kit_version"] != bundle.version_stamp():
+        print(f"note: {found['src']} was built from another version than the working tree", flush=True)
+    return found
+
+
+def stage_root(root: Path, bundles: dict[str, Path], n_test: int = 4, seed: int = 0) -> Path:
+    """A Kaggle root: synthetic competition data, the bundles mounted as datasets, an empty `working/`."""
+    from kitlib.data.synth import synthesize
+
+    comp = root / "input" / "competitions" / COMPETITION_SLUG
+    synthesize(comp, n_train=3, n_test=n_test, size="tiny", seed=seed)
+    (root / "solution").mkdir(parents=True)
+    shutil.move(comp / "test_solution.csv", root / "solution" / "test_solution.csv")
+    for name, folder in bundles.items():
+        owner = bundle.read_manifest(folder)["dataset"].split("/")[0]
+        shutil.copytree(folder, root / "input" / "datasets" / owner / bundle.dataset_slug(name))
+    (root / "working").mkdir()
+    return root
+
+
+# --- the simulated image, the network guard --------------------------------------------------------------------------
+
+
+def _top_level(dist_name: str) -> set[str]:
+    """Top-level entries of site-packages that belong to an installed distribution."""
+    files = importlib.metadata.distribution(dist_name).files or []
+    return {f.parts[0] for f in files if f.parts[0] not in ("..", "__pycache__")}
+
+
+def image_venv(dest: Path, carried: list[str]) -> Path:
+    """A fresh venv seeing this venv's packages except the `carried` distributions and kitlib; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    hidden = set().union(*(_top_level(name) for name in [*carried, "kitlib"]))
+    site = Path(sysconfig.get_paths()["purelib"])
+    image = dest / "image-site-packages"
+    image.mkdir()
+    for entry in sorted(site.iterdir()):
+        if entry.name not in hidden and entry.suffix != ".pth" and entry.name != "__pycache__":
+            (image / entry.name).symlink_to(entry)
+    python = dest / "bin" / "python"
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    (Path(venv_site) / IMAGE_PTH).write_text(f"{image}\n")
+    return python
+
+
+def network_guard(work: Path) -> tuple[list[str], dict[str, str], str]:
+    """(command prefix, extra environment, description) that cut the kernel off the network."""
+    try:
+        if subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=30).returncode == 0:
+            return ["unshare", "-rn"], {}, "none (unshare -n: empty network namespace)"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    guard = work / "socket-guard"
+    guard.mkdir(parents=True, exist_ok=True)
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    return [], {"PYTHONPATH": str(guard)}, "none (socket guard: sitecustomize makes connect/getaddrinfo raise)"
+
+
+# --- running and checking --------------------------------------------------------------------------------------------
+
+
+def _run_streamed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float) -> int:
+    """Run `cmd`, echoing its output and writing it to `log`; returns the exit code (124 on timeout)."""
+    started = time.monotonic()
+    with log.open("w") as out, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            print(f"  | {line}", end="", flush=True)
+            out.write(line)
+            if time.monotonic() - started > timeout_s:
+                proc.kill()
+                return 124
+        return proc.wait()
+
+
+def check_submission(root: Path) -> dict:
+    """Validate `working/submission.csv` against the sample submission and score it against the hidden solution."""
+    import polars as pl
+
+    from kitlib.data.layout import CompetitionData
+    from kitlib.data.submission import read_submission, validate_submission
+    from kitlib.metric import breakdown, summarize
+
+    data = CompetitionData(root / "input" / "competitions" / COMPETITION_SLUG)
+    path = root / "working" / "submission.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: the kernel wrote no submission")
+    submission = validate_submission(read_submission(path), data.submission_ids(), source=path)
+    solution = pl.read_csv(root / "solution" / "test_solution.csv", schema_overrides={"tomo_id": pl.String})
+    return summarize(breakdown(solution, submission))
+
+
+def check_train_output(root: Path, fold: int = 0) -> dict:
+    """The train kernel's `working/fold<k>.pt` loads as a kit checkpoint."""
+    from kitlib.model.build import load_kit_checkpoint
+
+    return load_kit_checkpoint(root / "working" / f"fold{fold}.pt")[1]
+
+
+def dry_run(
+    kernel: str = "infer",
+    bundles: Path = bundle.REPO_ROOT / "build" / "datasets",
+    out: Path | None = None,
+    reuse_venv: bool = False,
+    tiny: bool = False,
+    n_test: int = 4,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 1800,
+    kernels: Path = bundle.REPO_ROOT / "kernels",
+) -> DryRun:
+    """Run `kernels/<kernel>` in a fresh simulated Kaggle root under `out` (default `build/dryrun/<kernel>`, replaced),
+    then check its output; raises `DataError` on any failure. `env` adds to the kernel's environment."""
+    started = time.perf_counter()
+    work = (out or DRYRUN / kernel).resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    print(f"== dry run of kernels/{kernel} in {work}", flush=True)
+    found = resolve_bundles(bundles, work / "bundles", tiny=tiny)
+    root = stage_root(work / "kaggle", found, n_test=n_test)
+    ids = [f"{bundle.read_manifest(found[n])['dataset'].split('/')[0]}/{bundle.dataset_slug(n)}" for n in found]
+    code = render_kernel_metadata(kernels / kernel, OWNER, ids, work / "code").parent
+    script = code / json.loads((code / "kernel-metadata.json").read_text())["code_file"]
+
+    pins = read_requirements(found["wheels"])
+    carried = sorted(pins)
+    if reuse_venv:
+        stale = [n for n in carried if installed_version(n) != pins[n]]
+        if stale:
+            raise DataError(f"{sys.prefix}: --reuse-venv needs this venv to hold the bundle's pins; differs: {stale}")
+        python, image = Path(sys.executable), f"this venv ({sys.prefix}), reused"
+    else:
+        python = image_venv(work / "venv", carried)
+        image = f"fresh venv {work / 'venv'} + this venv's packages except {carried} and kitlib"
+    prefix, guard_env, network = network_guard(work)
+    kernel_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    kernel_env.update(guard_env, KIT_KAGGLE_ROOT=str(root), PATH=f"{python.parent}{os.pathsep}{os.environ['PATH']}",
+                      YOLO_CONFIG_DIR=str(work / "config"), **(env or {}))
+    print(f"image:   {image}\nnetwork: {network}\nrun:     {python} {script} (cwd {root / 'working'})", flush=True)
+    log = work / f"{kernel}.log"
+    rc = _run_streamed([*prefix, str(python), str(script)], root / "working", kernel_env, log, timeout_s)
+    if rc != 0:
+        raise DataError(f"{script}: the kernel exited with code {rc}; log: {log}")
+    result = DryRun(root, log, network, image, 0.0)
+    if kernel == "train":
+        print(f"train output: {check_train_output(root)}")
+    else:
+        result.summary = check_submission(root)
+    result.seconds = round(time.perf_counter() - started, 1)
+    return result
+
+
+def format_result(result: DryRun) -> str:
+    """The closing lines of a dry run."""
+    lines = [f"image:   {result.image}", f"network: {result.network}", f"log:     {result.log}"]
+    s = result.summary
+    if s is not None:
+        lines.append(f"submission valid: {s['n_tomograms']} rows; F2 against the synthetic solution {s['f2']:.4f} "
+                     f"(TP={s['tp']} FP={s['fp']} FN={s['fn']} TN={s['tn']})")
+    lines.append(f"dry run passed in {result.seconds:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""The body of the offline Kaggle kernels in `kernels/`: install the wheels bundle, then predict (or train).
+
+A kernel script puts the `src` dataset's kitlib wheel on `sys.path` and calls `install_wheels()` first; nothing here
+imports ultralytics (or torch) before that. `run_infer` always leaves a complete submission: a tomogram that cannot
+be read gets -1s (a warning names it), and any other failure (no weights, a corrupt checkpoint, a crash) is printed
+with its traceback and answered by a full -1 fallback file. The returned `InferReport` says which happened.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kitlib.data.errors import DataError
+from kitlib.data.layout import CompetitionData, find_competition_root, find_dataset, kaggle_root
+from kitlib.kaggle.bundle import DEFAULT_PREFIX, MANIFEST_FILE, dataset_slug, sha256
+
+REPORT_FILE = "kernel_report.json"
+
+
+def working_dir() -> Path:
+    """`<kaggle root>/working`, created if needed."""
+    folder = kaggle_root() / "working"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def read_requirements(folder: Path) -> dict[str, str]:
+    """name -> version of the `name==version` lines of a wheels bundle's requirements.txt."""
+    path = folder / "requirements.txt"
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and line[0] != "#"]
+        return dict(line.split("==") for line in lines)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a list of name==version pins ({e}); rebuild the wheels bundle") from e
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def install_wheels(prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """`pip install --no-index --no-deps` from the attached wheels dataset every pin of its requirements.txt that is
+    not installed at that version (the image's torch / numpy / opencv stay untouched); returns what was installed."""
+    folder = find_dataset(dataset_slug("wheels", prefix))
+    pins = read_requirements(folder)
+    missing = [f"{name}=={version}" for name, version in pins.items() if installed_version(name) != version]
+    if missing:
+        cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check",
+               "--find-links", str(folder), *missing]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DataError(f"{folder}: pip install {' '.join(missing)} failed:\n{proc.stdout}{proc.stderr}")
+        importlib.invalidate_caches()
+    present = sorted(set(f"{n}=={v}" for n, v in pins.items()) - set(missing))
+    print(f"wheels from {folder}: installed {missing or 'nothing'}; already present {present or 'nothing'}",
+          flush=True)
+    return missing
+
+
+def verify_manifest(folder: Path) -> None:
+    """Every file the dataset's manifest.json lists exists with its recorded sha256 (DataError naming the file)."""
+    path = folder / MANIFEST_FILE
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: unreadable manifest ({e}); rebuild the bundle") from e
+    for entry in files:
+        file = folder / entry["name"]
+        if not file.is_file():
+            raise DataError(f"{file}: listed in {path} but missing")
+        if sha256(file) != entry["sha256"]:
+            raise DataError(f"{file}: corrupt (sha256 differs from {path}; {file.stat().st_size} bytes, "
+                            f"expected {entry['bytes']})")
+
+
+@dataclass
+class InferReport:
+    """What the inference kernel did: `status` is `ok` or `fallback` (every row -1 after the failure in `error`)."""
+
+    status: str
+    submission: str
+    rows: int
+    motors: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    plan: tuple[int, int] = (0, 0)  # the richest plan: (TTA views, slice step)
+    views: dict[int, int] = field(default_factory=dict)  # TTA views used -> tomograms
+    slice_steps: dict[int, int] = field(default_factory=dict)  # slice step used -> tomograms
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _device() -> tuple[str, bool]:
+    import torch
+
+    return ("0", True) if torch.cuda.is_available() else ("cpu", False)
+
+
+def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int, prefix: str, progress: bool):
+    """Load the weights dataset and predict the test split; returns the candidates and the richest plan (views,
+    slice step). Raises on anything but unreadable tomograms."""
+    from kitlib.config import KitConfig
+    from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
+    from kitlib.infer.tta import default_view_order
+    from kitlib.tune.presence import PresenceRule
+
+    folder = find_dataset(dataset_slug("weights", prefix))
+    verify_manifest(folder)
+    cfg = KitConfig.load(folder / "config.yaml")
+    rule = PresenceRule.load(folder / "presence.json")
+    weights = sorted(folder.glob("*.pt"))
+    if not weights:
+        raise DataError(f"{folder}: no *.pt checkpoints in the weights dataset")
+    cfg.infer.device, cfg.infer.half = _device()
+    cfg.preprocess.assumed_spacing = assumed_spacing_from_labels(data, cfg.preprocess.assumed_spacing)
+    views = default_view_order()[:n_views]
+    print(f"weights {[w.name for w in weights]} ({rule.kind} {rule.value:.4g}), device {cfg.infer.device}, "
+          f"TTA {[v.name for v in views]}, slice step {cfg.infer.slice_step}, budget {budget_s:.0f} s", flush=True)
+    detectors = load_detectors(weights, cfg)
+    _, candidates = predict_split(data, "test", detectors, rule, cfg, views, out, budget_s=budget_s,
+                                  progress=progress)
+    return candidates, (len(views), cfg.infer.slice_step)
+
+
+def run_infer(
+    budget_s: float = 9 * 3600, n_views: int = 4, prefix: str = DEFAULT_PREFIX, progress: bool = True
+) -> InferReport:
+    """Predict the attached competition's test split into `<root>/working/submission.csv`, whatever happens.
+
+    `budget_s` covers the whole run (setup included); `n_views` TTA views (most useful first) are the richest plan,
+    which the budget sheds (views, then slice step) when the projection runs over. Also writes `kernel_report.json`.
+    """
+    started = time.perf_counter()
+    data = CompetitionData(find_competition_root())  # without it there are no ids to write: let it raise
+    expected = data.submission_ids()
+    out = working_dir() / "submission.csv"
+    print(f"competition data {data.root}: {len(expected)} test tomograms -> {out}", flush=True)
+    try:
+        remaining = budget_s - (time.perf_counter() - started)
+        candidates, plan = _predict(data, out, remaining, n_views, prefix, progress)
+        unreadable = candidates.filter(candidates["error"].is_not_null())["tomo_id"].to_list()
+        predicted = candidates.filter(candidates["error"].is_null())
+        report = InferReport(
+            "ok", str(out), len(expected), unreadable=unreadable, plan=plan,
+            views=dict(Counter(predicted["n_views"].to_list())),
+            slice_steps=dict(Counter(predicted["slice_step"].to_list())),
+        )
+    except Exception as e:  # noqa: BLE001 - any failure: say so loudly, then leave a valid fallback file
+        traceback.print_exc()
+        print(f"ERROR: {type(e).__name__}: {e}\nwriting the fallback submission: -1 for all {len(expected)} "
+              f"tomograms", file=sys.stderr, flush=True)
+        report = InferReport("fallback", str(write_fallback(expected, out)), len(expected),
+                             error=f"{type(e).__name__}: {e}")
+    report.motors = _count_motors(out)
+    report.seconds = round(time.perf_counter() - started, 1)
+    (out.parent / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    print(format_report(report), flush=True)
+    return report
+
+
+def write_fallback(expected: list[str], out: Path) -> Path:
+    """A valid submission predicting no motor anywhere."""
+    from kitlib.data.submission import submission_frame, write_submission
+
+    return write_submission(submission_frame({}, expected), out, expected)
+
+
+def _count_motors(path: Path) -> int:
+    from kitlib.data.submission import read_submission
+
+    return int((read_submission(path)["Motor axis 0"] >= 0).sum())
+
+
+def format_report(report: InferReport) -> str:
+    """A few lines for the kernel log; shed views / widened steps are spelled out."""
+    lines = [f"submission {report.submission}: {report.rows} rows, {report.motors} with a motor, "
+             f"status {report.status.upper()} in {report.seconds:.1f} s"]
+    if report.error:
+        lines.append(f"  FAILED: {report.error} (every row is -1)")
+    if report.unreadable:
+        lines.append(f"  unreadable tomograms (-1): {report.unreadable}")
+    if report.views:
+        shed = sum(n for v, n in report.views.items() if v < report.plan[0])
+        widened = sum(n for s, n in report.slice_steps.items() if s > report.plan[1])
+        lines.append(f"  TTA views used {dict(sorted(report.views.items()))}, slice steps "
+                     f"{dict(sorted(report.slice_steps.items()))} (views: tomograms)")
+        if shed or widened:
+            lines.append(f"  time budget: shed views on {shed} tomogram(s), widened the slice step on {widened}")
+    return "\n".join(lines)
+
+
+def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> Path:
+    """Export and train one fold on the attached competition's train split; returns `<working>/fold<k>.pt` (with
+    the run's `config.yaml` beside it). The export is deleted afterwards: kernel outputs are size-limited."""
+    import shutil
+
+    from kitlib.config import KitConfig
+    from kitlib.data.export import export_fold
+    from kitlib.data.folds import resolve_folds
+    from kitlib.data.labels import load_labels
+    from kitlib.model import train
+
+    data, work = CompetitionData(find_competition_root()), working_dir()
+    cfg = KitConfig.preset(preset)
+    cfg.train.project, cfg.train.device = str(work / "runs"), _device()[0]
+    cfg.train.epochs = epochs or cfg.train.epochs
+    records = load_labels(data.labels_csv)
+    folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, work / "folds.csv")
+    print(f"fold {fold} of {cfg.tune.n_folds}: {sum(f != fold for f in folds.values())} train tomograms, "
+          f"{cfg.train.epochs} epochs at {cfg.train.imgsz} px on {cfg.train.device}", flush=True)
+    best = train(export_fold(data.root, work / "export", fold, cfg, folds, records), cfg, f"fold{fold}")
+    shutil.rmtree(work / "export", ignore_errors=True)
+    out = Path(shutil.copy2(best, work / f"fold{fold}.pt"))
+    cfg.save(work / "config.yaml")
+    print(f"wrote {out} and {work / 'config.yaml'}", flush=True)
+    return out

@@ -59,8 +59,12 @@ class ZDetector:
             f"stack_stride={self.stack_stride}, z_span={self.z_span})"
         )
 
-    def letterbox(self, x: torch.Tensor, imgsz: int) -> tuple[torch.Tensor, float, tuple[int, int]]:
-        """(B, C, H, W) float in [0, 1] -> resized + padded batch, scale, (pad_top, pad_left)."""
+    def letterbox(self, x: torch.Tensor, imgsz: int) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
+        """(B, C, H, W) float in [0, 1] -> resized + padded batch, (y, x) scales, (pad_top, pad_left).
+
+        The scales are those of the resize actually done (``nh / H``, ``nw / W``, sizes rounded to whole pixels), not
+        the nominal ``imgsz / max(H, W)``: they differ on the shorter side, by up to half a resized pixel at its end.
+        """
         h, w = x.shape[2:]
         r = imgsz / max(h, w)
         nh, nw = max(1, round(h * r)), max(1, round(w * r))
@@ -70,7 +74,7 @@ class ZDetector:
         top, left = (ph - nh) // 2, (pw - nw) // 2
         if (ph, pw) != (nh, nw):
             x = F.pad(x, (left, pw - nw - left, top, ph - nh - top), value=PAD_VALUE)
-        return x, r, (top, left)
+        return x, (nh / h, nw / w), (top, left)
 
     @torch.inference_mode()
     def predict(self, stacks: np.ndarray, conf: float = 0.05, imgsz: int | None = None) -> list[np.ndarray]:
@@ -95,7 +99,7 @@ class ZDetector:
         h, w = arr.shape[1:3]
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)
         x = x.float() / 255.0 if arr.dtype == np.uint8 else x.float()
-        x, r, (top, left) = self.letterbox(x, int(imgsz or self.imgsz))
+        x, (ry, rx), (top, left) = self.letterbox(x, int(imgsz or self.imgsz))
         if self.half:
             x = x.half()
         out = self.model(x)
@@ -108,10 +112,10 @@ class ZDetector:
             d = d.cpu().numpy()
             res = np.zeros((len(d), 6), dtype=np.float32)
             if len(d):
-                x1 = np.clip((d[:, 0] - left) / r, 0, w)
-                x2 = np.clip((d[:, 2] - left) / r, 0, w)
-                y1 = np.clip((d[:, 1] - top) / r, 0, h)
-                y2 = np.clip((d[:, 3] - top) / r, 0, h)
+                x1 = np.clip((d[:, 0] - left) / rx, 0, w)
+                x2 = np.clip((d[:, 2] - left) / rx, 0, w)
+                y1 = np.clip((d[:, 1] - top) / ry, 0, h)
+                y2 = np.clip((d[:, 3] - top) / ry, 0, h)
                 res[:, 0], res[:, 1] = (x1 + x2) / 2, (y1 + y2) / 2
                 res[:, 2], res[:, 3] = x2 - x1, y2 - y1
                 res[:, 4] = d[:, 4]

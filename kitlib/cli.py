@@ -113,9 +113,11 @@ def _z_error(args: argparse.Namespace) -> int:
     from kitlib.config import KitConfig
     from kitlib.tune.z_error import format_z_table, z_error
 
-    run_dir = Path(KitConfig.preset(args.preset).train.project) / args.run
+    cfg = _config(args)
+    run_dir = Path(cfg.train.project) / args.run
     saved = run_dir / "config.yaml"
-    cfg = KitConfig.load(args.config or saved) if args.config or saved.is_file() else _config(args)
+    if not args.config and saved.is_file():
+        cfg = KitConfig.load(saved)  # what trained the fold models
     if args.device:
         cfg.infer.device = args.device
     result = z_error(_data(args), cfg, run_dir, folds_path=args.folds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from kaggle_server import KaggleServer, run_python
 from kitlib.config import COMPETITION_SLUG
 
 DATASETS = ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
-CODE = "import sys\nprint('motor-kit infer', sys.argv)\n"
+KERNELS = Path(__file__).resolve().parents[1] / "kernels"  # the real kernel folders
 
 
 @pytest.fixture
@@ -35,12 +36,8 @@ def dataset_folder(folder: Path, files: dict[str, bytes]) -> Path:
 
 
 def kernel_tree(tmp_path: Path) -> Path:
-    kernels = tmp_path / "kernels"
-    (kernels / "infer").mkdir(parents=True)
-    (kernels / "infer" / "infer.py").write_text(CODE)
-    template = {"id": "{username}/motor-kit-infer", "title": "motor-kit infer", "code_file": "infer.py"}
-    (kernels / "infer" / "kernel-metadata.template.json").write_text(json.dumps(template))
-    return kernels
+    """A copy of the repository's kernels/ (infer and train)."""
+    return shutil.copytree(KERNELS, tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def push_dataset_code(folder: Path, message: str, **kw: object) -> str:
@@ -117,29 +114,30 @@ def server_dataset(version: int):
 # --- (b) kernels ---
 
 
-def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_datasets(server, tmp_path):
+@pytest.mark.parametrize("kernel", ["infer", "train"])
+def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_datasets(server, tmp_path, kernel):
     for ref in DATASETS:
         server.state.datasets[ref] = server_dataset(1)
     kernels, build = kernel_tree(tmp_path), tmp_path / "build"
     code = (
         "from pathlib import Path; from kitlib.kaggle import commands\n"
-        f"commands.push_kernel_cmd('infer', kernels=Path({str(kernels)!r}), build=Path({str(build)!r}))"
+        f"commands.push_kernel_cmd({kernel!r}, kernels=Path({str(kernels)!r}), build=Path({str(build)!r}))"
     )
     out = ok(run_python(code, server.env(tmp_path / "home")))
-    assert "pushed tester/motor-kit-infer version 1" in out
+    assert f"pushed tester/motor-kit-{kernel} version 1" in out
 
     (save,) = server.calls("SaveKernel")
     body = save.body
-    assert body["slug"] == "tester/motor-kit-infer" and body["newTitle"] == "motor-kit infer"
+    assert body["slug"] == f"tester/motor-kit-{kernel}" and body["newTitle"] == f"motor-kit {kernel}"
     assert body["enableInternet"] is False and body["enableGpu"] is True and body["isPrivate"] is True
     assert body["competitionDataSources"] == [COMPETITION_SLUG]
     assert body["datasetDataSources"] == DATASETS
-    assert body["text"] == CODE
+    assert body["text"] == (KERNELS / kernel / f"{kernel}.py").read_text()
     assert body["kernelType"] == "script" and body["language"] == "python"
     # the three datasets were checked for `ready` before the push
     assert {f"{r.body['ownerSlug']}/{r.body['datasetSlug']}" for r in server.calls("GetDatasetStatus")} == set(DATASETS)
-    pushed = json.loads((build / "kernels" / "infer" / "pushed.json").read_text())
-    assert pushed["ref"] == "tester/motor-kit-infer" and pushed["version"] == 1
+    pushed = json.loads((build / "kernels" / kernel / "pushed.json").read_text())
+    assert pushed["ref"] == f"tester/motor-kit-{kernel}" and pushed["version"] == 1
 
 
 def test_push_kernel_refuses_when_a_dataset_is_missing(server, tmp_path):

@@ -171,9 +171,14 @@ def build_kitlib_wheel(root: Path, out_dir: Path) -> Path:
     entries.append((f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: kitlib\nVersion: {version}\n".encode()))
     wheel_meta = "Wheel-Version: 1.0\nGenerator: kitlib.kaggle.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     entries.append((f"{dist_info}/WHEEL", wheel_meta.encode()))
+    return write_wheel(out_dir / f"kitlib-{version}-py3-none-any.whl", entries, dist_info)
+
+
+def write_wheel(path: Path, entries: list[tuple[str, bytes]], dist_info: str) -> Path:
+    """Zip `(name, bytes)` entries as a wheel at `path`, adding `<dist_info>/RECORD`; byte-identical for identical
+    entries."""
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in entries)
-    entries.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
-    path = out_dir / f"kitlib-{version}-py3-none-any.whl"
+    entries = [*entries, (f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode())]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))

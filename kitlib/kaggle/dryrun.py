@@ -93,6 +93,23 @@ def tiny_weights(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: in
     return run_dir
 
 
+def wheels_from_venv(dest: Path) -> Path:
+    """Re-pack this venv's installed pinned distributions (all pure Python) as wheels in `dest`: an offline
+    stand-in for the package index, for tests and machines without one. Pass the folder as `find_links`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    for name, version in bundle.pinned_wheels().items():
+        dist = importlib.metadata.distribution(name)
+        if dist.version != version:
+            raise DataError(f"{sys.prefix}: {name} {dist.version} installed, the bundle pins {version}")
+        files = sorted((f for f in dist.files or [] if f.parts[0] != ".." and "__pycache__" not in f.parts
+                        and f.name not in skip), key=lambda f: f.as_posix())
+        entries = [(f.as_posix(), Path(dist.locate_file(f)).read_bytes()) for f in files]
+        dist_info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+        bundle.write_wheel(dest / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl", entries, dist_info)
+    return dest
+
+
 def _cached_wheels(cache: Path) -> Path:
     """The wheels bundle from `cache`, rebuilt with `pip download` when the pins changed."""
     pins = bundle.pinned_wheels()
@@ -121,17 +138,21 @@ def resolve_bundles(bundles: Path, work: Path, tiny: bool = False, cache: Path =
     return found
 
 
-def stage_root(root: Path, bundles: dict[str, Path], n_test: int = 4, seed: int = 0) -> Path:
-    """A Kaggle root: synthetic competition data, the bundles mounted as datasets, an empty `working/`."""
+def stage_root(root: Path, bundles: dict[str, Path], n_test: int = 4, seed: int = 0, legacy: bool = False) -> Path:
+    """A Kaggle root: synthetic competition data, the bundles mounted as datasets, an empty `working/`.
+
+    `legacy`: the older mounts `input/<competition>/` and `input/<dataset>/` instead of `input/competitions/<slug>/`
+    and `input/datasets/<owner>/<slug>/`."""
     from kitlib.data.synth import synthesize
 
-    comp = root / "input" / "competitions" / COMPETITION_SLUG
+    comp = root / "input" / ("" if legacy else "competitions") / COMPETITION_SLUG
     synthesize(comp, n_train=3, n_test=n_test, size="tiny", seed=seed)
     (root / "solution").mkdir(parents=True)
     shutil.move(comp / "test_solution.csv", root / "solution" / "test_solution.csv")
     for name, folder in bundles.items():
         owner = bundle.read_manifest(folder)["dataset"].split("/")[0]
-        shutil.copytree(folder, root / "input" / "datasets" / owner / bundle.dataset_slug(name))
+        mount = root / "input" / ("" if legacy else f"datasets/{owner}") / bundle.dataset_slug(name)
+        shutil.copytree(folder, mount)
     (root / "working").mkdir()
     return root
 
@@ -200,7 +221,8 @@ def check_submission(root: Path) -> dict:
     from kitlib.data.submission import read_submission, validate_submission
     from kitlib.metric import breakdown, summarize
 
-    data = CompetitionData(root / "input" / "competitions" / COMPETITION_SLUG)
+    mounts = [root / "input" / "competitions" / COMPETITION_SLUG, root / "input" / COMPETITION_SLUG]
+    data = CompetitionData(next((m for m in mounts if m.is_dir()), mounts[0]))
     path = root / "working" / "submission.csv"
     if not path.is_file():
         raise DataError(f"{path}: the kernel wrote no submission")

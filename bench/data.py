@@ -1,0 +1,26 @@
+"""Bench tomograms: synthetic competition-format JPEG tomograms, written once into a cache folder and reused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kitlib.data.layout import CompetitionData
+
+# The first six test tomograms of this seed are all 300x960x928, the most common real shape.
+SEED = 91
+
+
+def bench_data(cache: Path, size: str, n: int) -> tuple[CompetitionData, list[str]]:
+    """The cached dataset of `n` test tomograms at `size` (synthesised on first use) and its tomogram ids.
+
+    Synthesis runs in a child process, so its memory never counts in the bench's peak RSS.
+    """
+    root = cache / f"{size}-n{n}-seed{SEED}"
+    data = CompetitionData(root)
+    if not data.sample_submission.is_file():  # written last: its absence means "not (completely) generated"
+        command = [sys.executable, "-m", "kitlib", "synth", "--out", str(root), "--size", size,
+                   "--n-train", "0", "--n-test", str(n), "--seed", str(SEED)]
+        subprocess.run(command, check=True)
+    return data, data.submission_ids()

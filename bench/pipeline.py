@@ -1,0 +1,89 @@
+"""The kit's own inference pipeline (`predict_tomograms`) on the bench tomograms, with its stage split and memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kitlib.config import KitConfig
+from kitlib.data.layout import CompetitionData
+from kitlib.infer.predict import STAGE_COLUMNS, predict_tomograms
+from kitlib.infer.tta import parse_views
+
+UNTRAINED = "untrained (random init) default-scale model: inference speed does not depend on the weights"
+
+
+def untrained_detector(cfg: KitConfig):
+    """A `ZDetector` around a freshly initialised model of `cfg.model.scale`, as `ZDetector.load` would build it."""
+    from kitlib.model.build import build_model, make_kit_meta
+    from kitlib.model.detector import ZDetector
+
+    stride, channels = cfg.preprocess.stack_stride, cfg.preprocess.channels
+    model = build_model(cfg.model.scale, channels=channels).fuse(verbose=False)
+    meta = make_kit_meta(stride, 2 * stride, channels, cfg.infer.imgsz)
+    return ZDetector(model, meta, device=cfg.infer.device, half=cfg.infer.half)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name(detector) -> str:
+    """The GPU's name, or the CPU model."""
+    import platform
+
+    import torch
+
+    if detector.device.type == "cuda":
+        return torch.cuda.get_device_name(detector.device)
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []
+    return models[0] if models else platform.processor() or platform.machine()
+
+
+def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig) -> dict:
+    """Seconds per tomogram (model loaded and warmed up beforehand), the stage split, memory and the plan used."""
+    import torch
+
+    detector = untrained_detector(cfg)
+    shape = (cfg.infer.imgsz, cfg.infer.imgsz, cfg.preprocess.channels)
+    detector.predict(np.zeros(shape, np.uint8), conf=cfg.infer.conf)  # warm-up: one-off kernel selection
+    if detector.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(detector.device)
+    rss_before = rss_mb()
+    started = time.perf_counter()
+    candidates = predict_tomograms(data, "test", tomo_ids, [detector], cfg, parse_views(cfg.infer.tta), progress=False)
+    total = time.perf_counter() - started
+    errors = candidates["error"].drop_nulls().to_list()
+    if errors:
+        raise RuntimeError(f"bench tomograms failed to read: {errors}")
+    stages = {name.removesuffix("_s"): float(candidates[name].mean()) for name in STAGE_COLUMNS}
+    sec_per_tomo = total / len(tomo_ids)
+    stages["other"] = sec_per_tomo - sum(v for k, v in stages.items() if k != "read")
+    result = {
+        "device": str(detector.device),
+        "device_name": device_name(detector),
+        "half": detector.half,
+        "sec_per_tomo": sec_per_tomo,
+        "total_sec": total,
+        "stages_sec_per_tomo": stages,
+        "prefetch_hidden_read_fraction": 1 - stages["wait"] / stages["read"] if stages["read"] else None,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": peak_rss_mb(),
+        "plan": {"n_views": int(candidates["n_views"].max()), "slice_step": int(candidates["slice_step"].max())},
+    }
+    if detector.device.type == "cuda":
+        result["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(detector.device) / 2**20
+    return result

@@ -1,0 +1,102 @@
+"""`python -m bench.run [--quick]`: end-to-end inference seconds per tomogram and where they go.
+
+Synthetic JPEG tomograms (300x960x928, or small ones with --quick) are read and located by the kit's own pipeline
+(`kitlib.infer.predict.predict_tomograms`) with the default config on the CPU in fp32 (and on CUDA in fp16 when
+present), next to the decode floor and the public host baseline's reader. Writes <out>.json and <out>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from kitlib import runtime
+from kitlib.config import KitConfig
+
+from bench.data import bench_data
+from bench.decode import baseline_reader_sec, decode_floor, tomogram_shape
+from bench.pipeline import UNTRAINED, run_pipeline
+from bench.report import markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def bench_configs() -> list[KitConfig]:
+    """The default config on the CPU in fp32, plus CUDA in fp16 when a GPU is present."""
+    import torch
+
+    cpu = KitConfig.preset("default")
+    cpu.infer.device, cpu.infer.half = "cpu", False
+    configs = [cpu]
+    if torch.cuda.is_available():
+        gpu = KitConfig.preset("default")
+        gpu.infer.device, gpu.infer.half = "0", True
+        configs.append(gpu)
+    return configs
+
+
+def run_bench(cache: Path, size: str, n: int, quick: bool) -> dict:
+    """Every measurement, CPU pipeline first so that the peak RSS is the pipeline's."""
+    import torch
+
+    runtime.prepare()
+    data, tomo_ids = bench_data(cache, size, n)
+    folders = [data.split_dir("test") / t for t in tomo_ids]
+    configs = bench_configs()
+    runs = [run_pipeline(data, tomo_ids, cfg) for cfg in configs]
+    floor = decode_floor(folders)
+    shape = tomogram_shape(folders[0])
+    tomo_mb = shape[0] * shape[1] * shape[2] / 2**20
+    for run in runs:
+        run["overhead_ratio"] = (run["sec_per_tomo"] - run["stages_sec_per_tomo"]["model"]) / floor["decode_floor_sec"]
+        run["pipeline_rss_over_tomo"] = (run["peak_rss_mb"] - run["rss_before_mb"]) / tomo_mb
+    infer = configs[0].infer
+    return {
+        **{k: runs[0][k] for k in ("sec_per_tomo", "overhead_ratio", "peak_rss_mb", "device")},
+        **floor,
+        "baseline_reader_sec": baseline_reader_sec(folders),
+        "stages_sec_per_tomo": runs[0]["stages_sec_per_tomo"],
+        "quick": quick,
+        "n_tomograms": len(tomo_ids),
+        "shape": shape,
+        "tomo_uint8_mb": tomo_mb,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "model": {"scale": configs[0].model.scale, "note": UNTRAINED, "imgsz": infer.imgsz, "batch": infer.batch,
+                  "slice_step": infer.slice_step, "tta": list(infer.tta), "decode_threads": infer.decode_threads},
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small tomograms, for development and tests")
+    parser.add_argument("--size", choices=["tiny", "small", "real"], default=None, help="default: real (small if quick)")
+    parser.add_argument("--n", type=int, default=None, help="tomograms (default: 4, 2 if quick)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "data" / "bench", help="where the tomograms are cached")
+    parser.add_argument("--out", type=Path, default=None, help="results stem (default: bench/results/latest or quick)")
+    args = parser.parse_args(argv)
+    size = args.size or ("small" if args.quick else "real")
+    n = args.n or (2 if args.quick else 4)
+    out = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "latest")
+    result = run_bench(args.cache, size, n, args.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(result)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -56,6 +56,14 @@ def list_slices(folder: str | Path) -> list[Path]:
 
 def decode_slice(path: Path) -> np.ndarray:
     """Decode one slice to a 2-D uint8 array. Colour is converted to grey and 16-bit scaled to 8-bit, with a warning."""
+    image, conversions = _decode(path)
+    for conversion in conversions:
+        warnings.warn(f"{path}: {conversion}", stacklevel=2)
+    return image
+
+
+def _decode(path: Path) -> tuple[np.ndarray, list[str]]:
+    """One slice as a 2-D uint8 array, and the conversions that took (colour to grey, 16-bit to 8-bit)."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -70,25 +78,37 @@ def decode_slice(path: Path) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: corrupt image, cannot decode")
+    conversions = []
     if image.ndim == 3:
-        warnings.warn(f"{path}: {image.shape[2]}-channel image, converting to greyscale", stacklevel=2)
+        conversions.append(f"{image.shape[2]}-channel image, converted to greyscale")
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)
     if image.dtype != np.uint8:
-        warnings.warn(f"{path}: {image.dtype} image, scaling to uint8", stacklevel=2)
+        conversions.append(f"{image.dtype} image, scaled to uint8")
         image = (image.astype(np.float32) * (255.0 / max(float(np.iinfo(image.dtype).max), 1.0))).astype(np.uint8)
-    return image
+    return image, conversions
 
 
 def read_tomogram(folder: str | Path, threads: int = 8) -> np.ndarray:
-    """Read a tomogram folder into a uint8 array of shape (z, y, x)."""
+    """Read a tomogram folder into a uint8 array of shape (z, y, x).
+
+    Slices that needed converting (colour, 16-bit) give one warning per kind of conversion for the whole folder.
+    """
     paths = list_slices(folder)
-    first = decode_slice(paths[0])
+    converted: dict[str, list[str]] = {}  # conversion -> slice file names
+
+    def decode(index: int) -> np.ndarray:
+        image, conversions = _decode(paths[index])
+        for conversion in conversions:
+            converted.setdefault(conversion, []).append(paths[index].name)
+        return image
+
+    first = decode(0)
     volume = np.empty((len(paths), *first.shape), dtype=np.uint8)
     volume[0] = first
 
     def fill(index: int) -> None:
-        image = decode_slice(paths[index])
+        image = decode(index)
         if image.shape != first.shape:
             raise DataError(f"{paths[index]}: slice is {image.shape[1]}x{image.shape[0]}, "
                             f"expected {first.shape[1]}x{first.shape[0]} like {paths[0].name}")
@@ -97,6 +117,8 @@ def read_tomogram(folder: str | Path, threads: int = 8) -> np.ndarray:
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for future in [pool.submit(fill, i) for i in range(1, len(paths))]:
             future.result()
+    for conversion, names in converted.items():
+        warnings.warn(f"{Path(folder)}: {len(names)} slice(s): {conversion} (first: {min(names)})", stacklevel=2)
     return volume
 
 

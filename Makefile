@@ -71,3 +71,6 @@ submissions: setup ## latest submissions with public / private scores
 
 dry-run: setup ## run kernels/$(KERNEL) locally as Kaggle would, offline; validate + score (REUSE_VENV=1, TINY=1)
 	$(PY) -m kitlib dry-run $(KERNEL) $(if $(REUSE_VENV),--reuse-venv) $(if $(TINY),--tiny-weights)
+
+bench: setup ## inference s/tomo at real size on CPU (+GPU fp16 if any) -> bench/results/latest.{json,md} (QUICK=1: small)
+	$(PY) -m bench.run $(if $(QUICK),--quick)

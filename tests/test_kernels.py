@@ -4,7 +4,7 @@ Everything is real: the kernel script, the three bundles as `kitlib.kaggle.bundl
 an (untrained) z-head checkpoint. One stand-in: the wheels bundle is built from this venv's installed distributions
 re-packed as wheels (`wheels_from_venv`), because tests never reach the package index. The kernel runs with this
 venv (which already holds those pins, so it installs nothing); the fresh-venv dry run, which installs them from the
-bundle, is opt-in: KIT_TEST_FRESH_VENV=1 (about a minute and a half on 2 cores).
+bundle, is opt-in: KIT_TEST_FRESH_VENV=1 (20-70 s on 2 cores, depending on load).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_dry_run_reusing_this_venv(bundles, tmp_path, capsys):
     assert not (result.root / "input" / "competitions" / COMPETITION_SLUG / "test_solution.csv").exists()
 
 
-@pytest.mark.skipif(not os.environ.get("KIT_TEST_FRESH_VENV"), reason="opt-in: KIT_TEST_FRESH_VENV=1 (~90 s)")
+@pytest.mark.skipif(not os.environ.get("KIT_TEST_FRESH_VENV"), reason="opt-in: KIT_TEST_FRESH_VENV=1 (builds a venv)")
 def test_dry_run_in_a_fresh_venv_installs_the_wheels_bundle(bundles, tmp_path):
     result = dry_run("infer", bundles=bundles, out=tmp_path / "dry", n_test=3, env={"KIT_TTA_VIEWS": "1"})
     log = result.log.read_text()

@@ -54,6 +54,7 @@ def _refuse(*args, **kwargs):
 socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = _refuse
 '''
 IMAGE_PTH = "kaggle_image.pth"
+KERNEL_ENV = {"train": {"KIT_PRESET": "cpu", "KIT_EPOCHS": "1"}}  # a dry run trains one CPU epoch
 
 
 @dataclass
@@ -123,16 +124,17 @@ def resolve_bundles(bundles: Path, work: Path, tiny: bool = False, cache: Path =
     """name -> folder of each of the three datasets: `bundles/<name>` when built, else built into `work`."""
     found = {}
     for name in bundle.DATASET_NAMES:
-        built = bundles / name
+        built, how = bundles / name, "built now"
         if (built / bundle.MANIFEST_FILE).is_file() and not (tiny and name == "weights"):
-            found[name] = built
+            found[name], how = built, "as built"
         elif name == "src":
             found[name] = bundle.build_src(OWNER, work / "src")
         elif name == "wheels":
-            found[name] = _cached_wheels(cache / "wheels")
+            found[name], how = _cached_wheels(cache / "wheels"), "pip download, cached"
         else:
             found[name] = bundle.build_weights(OWNER, work / "weights", tiny_weights(work / "tiny-run"))
-        print(f"{name:7s} {found[name]} ({'built now' if found[name] != built else 'as built'})", flush=True)
+            how = "an untrained tiny model: the score means nothing"
+        print(f"{name:7s} {found[name]} ({how})", flush=True)
     if bundle.read_manifest(found["src"])["kit_version"] != bundle.version_stamp():
         print(f"note: {found['src']} was built from another version than the working tree", flush=True)
     return found
@@ -146,7 +148,7 @@ def stage_root(root: Path, bundles: dict[str, Path], n_test: int = 4, seed: int 
     from kitlib.data.synth import synthesize
 
     comp = root / "input" / ("" if legacy else "competitions") / COMPETITION_SLUG
-    synthesize(comp, n_train=3, n_test=n_test, size="tiny", seed=seed)
+    synthesize(comp, n_train=8, n_test=n_test, size="tiny", seed=seed)  # 8: each of 3 folds has a motor (train)
     (root / "solution").mkdir(parents=True)
     shutil.move(comp / "test_solution.csv", root / "solution" / "test_solution.csv")
     for name, folder in bundles.items():
@@ -276,7 +278,7 @@ def dry_run(
     prefix, guard_env, network = network_guard(work)
     kernel_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     kernel_env.update(guard_env, KIT_KAGGLE_ROOT=str(root), PATH=f"{python.parent}{os.pathsep}{os.environ['PATH']}",
-                      YOLO_CONFIG_DIR=str(work / "config"), **(env or {}))
+                      YOLO_CONFIG_DIR=str(work / "config"), **KERNEL_ENV.get(kernel, {}), **(env or {}))
     print(f"image:   {image}\nnetwork: {network}\nrun:     {python} {script} (cwd {root / 'working'})", flush=True)
     log = work / f"{kernel}.log"
     rc = _run_streamed([*prefix, str(python), str(script)], root / "working", kernel_env, log, timeout_s)

@@ -88,6 +88,8 @@ def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig)
         "total_sec": total,
         "stages_sec_per_tomo": stages,
         "prefetch_hidden_read_fraction": hidden_read_fraction(candidates),
+        # all but the last tomogram's model stage ran beside the next one's read: compare to spot contention
+        "model_sec_each": candidates["model_s"].to_list(),
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
         "plan": {"n_views": int(candidates["n_views"].max()), "slice_step": int(candidates["slice_step"].max())},

@@ -28,6 +28,8 @@ def markdown(result: dict) -> str:
         f"Decode floor ({result['decode_floor_decoder']}, {result['decode_threads']} threads): "
         f"{result['decode_floor_sec']:.3f} s/tomo; host-baseline reader (PIL + per-slice np.percentile, one thread): "
         f"{result['baseline_reader_sec']:.3f} s/tomo. Overhead ratio = (s/tomo - model) / decode floor. "
-        "Stages are per-tomogram means; read runs in the background (prefetch), wait is the part not hidden.",
+        "Stages are per-tomogram means; read runs in the background (prefetch), wait is the part not hidden. "
+        f"CPU pipeline memory above the loaded model: {result['pipeline_rss_over_tomo']:.2f}x the uint8 tomogram "
+        f"({result['tomo_uint8_mb']:.0f} MB).",
     ]
     return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
 
 
@@ -57,10 +57,11 @@ def run_bench(cache: Path, size: str, n: int, quick: bool) -> dict:
     tomo_mb = shape[0] * shape[1] * shape[2] / 2**20
     for run in runs:
         run["overhead_ratio"] = (run["sec_per_tomo"] - run["stages_sec_per_tomo"]["model"]) / floor["decode_floor_sec"]
-        run["pipeline_rss_over_tomo"] = (run["peak_rss_mb"] - run["rss_before_mb"]) / tomo_mb
+    # peak RSS is the process's so far: only the first (CPU) run's is its own
+    runs[0]["pipeline_rss_over_tomo"] = (runs[0]["peak_rss_mb"] - runs[0]["rss_before_mb"]) / tomo_mb
     infer = configs[0].infer
     return {
-        **{k: runs[0][k] for k in ("sec_per_tomo", "overhead_ratio", "peak_rss_mb", "device")},
+        **{k: runs[0][k] for k in ("sec_per_tomo", "overhead_ratio", "peak_rss_mb", "pipeline_rss_over_tomo", "device")},
         **floor,
         "baseline_reader_sec": baseline_reader_sec(folders),
         "stages_sec_per_tomo": runs[0]["stages_sec_per_tomo"],

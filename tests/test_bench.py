@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"sec_per_tomo", "decode_floor_sec", "overhead_ratio", "baseline_reader_sec", "peak_rss_mb", "device",
-        "cpu_count", "torch", "stages_sec_per_tomo", "n_tomograms", "shape", "git_commit", "model", "runs"}
+        "cpu_count", "torch", "stages_sec_per_tomo", "pipeline_rss_over_tomo", "n_tomograms", "shape", "git_commit", "model", "runs"}
 STAGES = {"read", "wait", "normalize", "model", "fusion", "other"}
 
 

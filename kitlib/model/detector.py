@@ -41,6 +41,7 @@ class ZDetector:
         self.model = model.to(self.device).eval()
         if self.half:
             self.model.half()
+        self.model.to(memory_format=torch.channels_last)  # stacks arrive channels-last: ~10% faster convs on CPU
         self.meta = dict(meta)
         self.stack_stride: int = int(meta["stack_stride"])
         self.z_span = meta["z_span"]

@@ -93,6 +93,8 @@ def locate_motor(
                 for z_c, dets in zip(batch_centres, detector.predict(viewed, conf=icfg.conf, imgsz=icfg.imgsz)):
                     if len(dets):
                         points.append(detections_to_points(dets, int(z_c), view, shape_hw))
+            del viewed  # freed before the next view's copy is made
+        del stacks  # and before the next batch's stacks: one batch in memory at a time
     seconds["model"] = time.perf_counter() - t
 
     t = time.perf_counter()

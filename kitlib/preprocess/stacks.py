@@ -31,12 +31,13 @@ def stack_indices(z_centre: int | np.ndarray, depth: int, stride: int, channels:
 
 
 def make_stacks(volume: np.ndarray, z_centres: np.ndarray, stride: int, channels: int = 5) -> np.ndarray:
-    """(B, H, W, channels) uint8 stacks of a (z, y, x) volume, gathered channel by channel straight into place
-    (4x faster than a gather then a channels-last copy, and half the memory)."""
+    """(B, H, W, channels) uint8 stacks of a (z, y, x) volume, copied slice by slice straight into place: no
+    temporaries, and several times faster than a gather followed by a channels-last copy."""
     idx = stack_indices(np.asarray(z_centres).reshape(-1), volume.shape[0], stride, channels)
     out = np.empty((len(idx), *volume.shape[1:], channels), volume.dtype)
-    for k in range(channels):
-        out[..., k] = volume[idx[:, k]]
+    for b, slices in enumerate(idx):
+        for k, z in enumerate(slices):
+            out[b, ..., k] = volume[z]
     return out
 
 

@@ -70,6 +70,8 @@ class TrainConfig:
     patience: int = 20
     mosaic: float = 1.0
     close_mosaic: int = 10
+    warmup_epochs: float = 3.0
+    val: bool = True  # validate every epoch (False: only after the last one, which is then also best.pt)
     seed: int = 0
     project: str = "runs"
 

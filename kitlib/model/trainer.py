@@ -192,6 +192,8 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         patience=t.patience,
         mosaic=t.mosaic,
         close_mosaic=t.close_mosaic,
+        warmup_epochs=t.warmup_epochs,
+        val=t.val,
         seed=t.seed,
         project=str(Path(t.project).resolve()),
         name=run,

@@ -272,3 +272,26 @@ def test_stage_timings_are_recorded(base, comp):
     for name in ("read_s", "wait_s", "normalize_s", "model_s", "fusion_s"):
         assert (candidates[name] >= 0).all() and candidates[name].is_not_null().all(), name
     assert (candidates["read_s"] > 0).all() and (candidates["model_s"] > 0).all()
+
+
+
+class FailsOnce:
+    """Stand-in for a detector that fails at run time (say, CUDA out of memory) once: on the first tomogram."""
+
+    def __init__(self, detector):
+        self.detector, self.stack_stride, self.failed = detector, detector.stack_stride, False
+
+    def predict(self, stacks, conf, imgsz):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("CUDA out of memory (stand-in)")
+        return self.detector.predict(stacks, conf, imgsz)
+
+
+def test_a_model_failure_on_one_tomogram_costs_only_that_row(base, comp, tmp_path):
+    victim, *others = sample_ids(comp)
+    submission, candidates, messages = predict({**base, "detectors": [FailsOnce(base["detectors"][0])]}, comp, tmp_path)
+    assert row(candidates, victim)["error"].endswith("RuntimeError: CUDA out of memory (stand-in)")
+    assert row(submission, victim)["Motor axis 0"] == -1
+    assert candidates.filter(pl.col("tomo_id").is_in(others))["error"].is_null().all()
+    assert any(victim in m and "prediction failed" in m for m in messages), messages

@@ -7,6 +7,7 @@ naming it, and a time budget sheds TTA views and widens the slice step instead o
 from __future__ import annotations
 
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,15 +72,22 @@ def predict_tomograms(
         tomo_id = folder.name
         if isinstance(volume, DataError):
             warnings.warn(f"{volume} -> predicting no motor for {tomo_id}", stacklevel=2)
-            rows.append((tomo_id, -1.0, -1.0, -1.0, 0.0, 0, 0, 0.0, str(volume), read_s.get(folder, 0.0), wait_s,
-                         0.0, 0.0, 0.0))
+            rows.append(_failed_row(tomo_id, str(volume), read_s.get(folder, 0.0), wait_s))
             waiting = time.perf_counter()
             continue
         plan = planner.plan(time.perf_counter() - started, done, volume.shape[0])
         t = time.perf_counter()
-        located = locate_motor(
-            volume, detectors, cfg, views[: plan.n_views], spacings.get(tomo_id), slice_step=plan.slice_step
-        )
+        try:
+            located = locate_motor(
+                volume, detectors, cfg, views[: plan.n_views], spacings.get(tomo_id), slice_step=plan.slice_step
+            )
+        except Exception as e:  # e.g. out of GPU memory on one huge tomogram: lose that row, not the whole split
+            error = f"{folder}: prediction failed: {type(e).__name__}: {e}"
+            warnings.warn(f"{error}\n{traceback.format_exc()} -> predicting no motor for {tomo_id}", stacklevel=2)
+            rows.append(_failed_row(tomo_id, error, read_s.get(folder, 0.0), wait_s))
+            del volume
+            waiting = time.perf_counter()
+            continue
         seconds = time.perf_counter() - t
         stage = located.seconds
         planner.record(stage["model"], seconds - stage["model"] + wait_s, plan.n_views * len(detectors),
@@ -91,6 +99,11 @@ def predict_tomograms(
         del volume
         waiting = time.perf_counter()
     return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA, orient="row")
+
+
+def _failed_row(tomo_id: str, error: str, read_s: float, wait_s: float) -> tuple:
+    """A `CANDIDATE_SCHEMA` row for a tomogram that got no prediction."""
+    return (tomo_id, -1.0, -1.0, -1.0, 0.0, 0, 0, 0.0, error, read_s, wait_s, 0.0, 0.0, 0.0)
 
 
 def candidates_to_submission(candidates: pl.DataFrame, keep: np.ndarray, order: Sequence[str]) -> pl.DataFrame:

@@ -87,7 +87,8 @@ def verify_manifest(folder: Path) -> None:
 
 @dataclass
 class InferReport:
-    """What the inference kernel did: `status` is `ok` or `fallback` (every row -1 after the failure in `error`)."""
+    """What the inference kernel did: `status` is `ok`, `all-failed` (no tomogram could be
+    predicted) or `fallback` (every row -1 after the failure in `error`)."""
 
     status: str
     submission: str
@@ -151,8 +152,9 @@ def run_infer(
         candidates, plan = _predict(data, out, remaining, n_views, prefix, progress)
         unreadable = candidates.filter(candidates["error"].is_not_null())["tomo_id"].to_list()
         predicted = candidates.filter(candidates["error"].is_null())
+        status = "ok" if len(unreadable) < len(candidates) else "all-failed"  # a systematic fault, not bad data
         report = InferReport(
-            "ok", str(out), len(expected), unreadable=unreadable, plan=plan,
+            status, str(out), len(expected), unreadable=unreadable, plan=plan,
             views=dict(Counter(predicted["n_views"].to_list())),
             slice_steps=dict(Counter(predicted["slice_step"].to_list())),
         )
@@ -189,7 +191,7 @@ def format_report(report: InferReport) -> str:
     if report.error:
         lines.append(f"  FAILED: {report.error} (every row is -1)")
     if report.unreadable:
-        lines.append(f"  unreadable tomograms (-1): {report.unreadable}")
+        lines.append(f"  tomograms that failed (-1): {report.unreadable}")
     if report.views:
         shed = sum(n for v, n in report.views.items() if v < report.plan[0])
         widened = sum(n for s, n in report.slice_steps.items() if s > report.plan[1])

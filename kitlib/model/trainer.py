@@ -186,6 +186,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         epochs=t.epochs,
         imgsz=t.imgsz,
         batch=t.batch,
+        nbs=t.nbs,
         device=device,
         workers=t.workers,
         lr0=t.lr0,

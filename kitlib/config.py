@@ -122,15 +122,15 @@ class KitConfig:
         if name == "default":
             return cls()
         if name == "cpu":
-            # Measured on the demo's small synthetic data (2 cores): from scratch, ~22 epochs of ~400 stacks at 160 px
-            # with an optimizer step every batch (nbs = batch) localise every held-out motor; ~5 min per fold.
+            # For the demo's small synthetic data on 2 cores (measured: README): from scratch, 2 folds of 42 epochs of
+            # ~290 stacks at 160 px, an optimizer step per batch (nbs = batch); ~7 min per fold.
             return cls(
                 export=ExportConfig(imgsz=160, positives_per_motor=12, negatives_per_tomo=8),
-                train=TrainConfig(epochs=22, imgsz=160, batch=16, nbs=16, device="cpu", workers=2, patience=100,
-                                  close_mosaic=4, warmup_epochs=1.0, val=False),
+                train=TrainConfig(epochs=42, imgsz=160, batch=16, nbs=16, device="cpu", workers=2, patience=100,
+                                  close_mosaic=6, warmup_epochs=1.0, val=False),
                 infer=InferConfig(device="cpu", half=False, imgsz=160, batch=16, slice_step=4, decode_threads=2,
                                   tta=("identity", "flip_lr", "zrev", "flip_ud")),
-                tune=TuneConfig(bootstrap=300, n_folds=3),
+                tune=TuneConfig(bootstrap=300, n_folds=2),
             )
         raise ValueError(f"unknown preset {name!r}: choose 'default' or 'cpu'")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kitlib.config import COMPETITION_SLUG
+from kitlib.config import COMPETITION_SLUG, KitConfig
 from kitlib.data.submission import read_submission
 from kitlib.kaggle import bundle, kernel
 from kitlib.kaggle.dryrun import OWNER, dry_run, stage_root, tiny_weights, wheels_from_venv
@@ -147,3 +147,12 @@ def test_dry_run_in_a_fresh_venv_installs_the_wheels_bundle(bundles, tmp_path):
     log = result.log.read_text()
     assert "installed ['ultralytics==" in log and "status OK" in log
     assert result.summary["n_tomograms"] == 3
+
+
+def test_default_views_are_the_runs_own(bundles, tmp_path, monkeypatch):
+    """The presence threshold was tuned on scores fused over the run's TTA views, so the kernel uses those."""
+    root = make_root(tmp_path, bundles)
+    weights = next((root / "input").glob(f"**/{kernel.dataset_slug('weights', kernel.DEFAULT_PREFIX)}"))
+    run_views = KitConfig.load(weights / "config.yaml").infer.tta
+    report = run_in_process(monkeypatch, root, n_views=None)
+    assert report.plan[0] == len(run_views) and set(report.views) == {len(run_views)}

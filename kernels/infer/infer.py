@@ -19,7 +19,8 @@ ROOT = os.environ.get("KIT_KAGGLE_ROOT", "/kaggle")
 COMPETITION = "byu-locating-bacterial-flagellar-motors-2025"
 PREFIX = "motor-kit"  # dataset slugs <prefix>-src, -wheels, -weights
 BUDGET_S = float(os.environ.get("KIT_BUDGET_S", 9 * 3600))  # the whole run; Kaggle stops us at 12 h
-N_VIEWS = int(os.environ.get("KIT_TTA_VIEWS", 4))  # TTA views, most useful first; the budget sheds them
+N_VIEWS = os.environ.get("KIT_TTA_VIEWS")  # None: the run's config.yaml views; n: the n most useful; budget sheds
+N_VIEWS = int(N_VIEWS) if N_VIEWS else None
 RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))
 
 

@@ -108,12 +108,12 @@ def _device() -> tuple[str, bool]:
     return ("0", True) if torch.cuda.is_available() else ("cpu", False)
 
 
-def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int, prefix: str, progress: bool):
+def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | None, prefix: str, progress: bool):
     """Load the weights dataset and predict the test split; returns the candidates and the richest plan (views,
     slice step). Raises on anything but unreadable tomograms."""
     from kitlib.config import KitConfig
     from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
-    from kitlib.infer.tta import default_view_order
+    from kitlib.infer.tta import default_view_order, parse_views
     from kitlib.tune.presence import PresenceRule
 
     folder = find_dataset(dataset_slug("weights", prefix))
@@ -125,7 +125,8 @@ def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int, pr
         raise DataError(f"{folder}: no *.pt checkpoints in the weights dataset")
     cfg.infer.device, cfg.infer.half = _device()
     cfg.preprocess.assumed_spacing = assumed_spacing_from_labels(data, cfg.preprocess.assumed_spacing)
-    views = default_view_order()[:n_views]
+    # the run's own views by default: the presence threshold was tuned on scores fused over them
+    views = parse_views(cfg.infer.tta) if n_views is None else default_view_order()[:n_views]
     print(f"weights {[w.name for w in weights]} ({rule.kind} {rule.value:.4g}), device {cfg.infer.device}, "
           f"TTA {[v.name for v in views]}, slice step {cfg.infer.slice_step}, budget {budget_s:.0f} s", flush=True)
     detectors = load_detectors(weights, cfg)
@@ -135,11 +136,12 @@ def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int, pr
 
 
 def run_infer(
-    budget_s: float = 9 * 3600, n_views: int = 4, prefix: str = DEFAULT_PREFIX, progress: bool = True
+    budget_s: float = 9 * 3600, n_views: int | None = None, prefix: str = DEFAULT_PREFIX, progress: bool = True
 ) -> InferReport:
     """Predict the attached competition's test split into `<root>/working/submission.csv`, whatever happens.
 
-    `budget_s` covers the whole run (setup included); `n_views` TTA views (most useful first) are the richest plan,
+    `budget_s` covers the whole run (setup included); the TTA views are the run's config's (`infer.tta`) or, with
+    `n_views`, the first `n_views` of the default order; they are the richest plan,
     which the budget sheds (views, then slice step) when the projection runs over. Also writes `kernel_report.json`.
     """
     started = time.perf_counter()

@@ -46,6 +46,9 @@ class ExportConfig:
     box_angstrom: float = 1000.0  # box side in A (the hit radius); `box_px` overrides it
     box_px: int | None = None
     imgsz: int | None = None  # None keeps full slices; else longest side is resized to this
+    # Square windows of this side cut at full resolution instead of whole slices (exclusive with imgsz): positives
+    # hold their motor at a random place, negatives are anywhere. Predict on whole slices at their own size then.
+    crop: int | None = None
 
 
 @dataclass
@@ -71,6 +74,10 @@ class TrainConfig:
     patience: int = 20
     mosaic: float = 1.0
     close_mosaic: int = 10
+    scale: float = 0.5  # random zoom +-scale (ultralytics' affine augmentation)
+    translate: float = 0.1
+    fliplr: float = 0.5
+    flipud: float = 0.0  # tomograms have no up/down: worth turning on (the cpu preset does)
     warmup_epochs: float = 3.0
     val: bool = True  # validate every epoch (False: only after the last one, which is then also best.pt)
     seed: int = 0

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kitlib.config import ExportConfig, KitConfig, PreprocessConfig
-from kitlib.data.export import Z_ENC_MIN, export_fold, plan_fold
+from kitlib.data.export import Z_ENC_MIN, crop_origin, export_fold, plan_fold
 from kitlib.data.labels import TomoRecord, load_labels, records_to_frame
 from kitlib.data.synth import synthesize
 from kitlib.data.tomogram import read_tomogram
@@ -239,3 +239,54 @@ def test_negatives_capped_per_split_whatever_the_record_order(data):
 def test_rejects_tomograms_without_a_fold(data, tmp_path):
     with pytest.raises(ValueError, match="no fold"):
         export_fold(data.root, tmp_path, 0, kit_config(), {data.pair: 0}, progress=False)
+
+
+def test_crop_origin_keeps_the_target_inside_with_a_margin():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        hw = tuple(int(v) for v in rng.integers(40, 120, 2))
+        target = rng.uniform(0, hw)
+        y0, x0 = crop_origin(hw, 32, target, 4.0, rng)
+        assert 0 <= y0 <= max(hw[0] - 32, 0) and 0 <= x0 <= max(hw[1] - 32, 0)
+        for t, o, size in zip(target, (y0, x0), hw):
+            assert o <= t < o + 32  # the target is always in the window...
+            if 4.0 <= t <= size - 4.0:
+                assert o + 4.0 <= t + 1e-9 and t <= o + 32 - 4.0 + 1e-9  # ...and a margin inside where it can be
+    assert crop_origin((20, 50), 32, None, 4.0, rng)[0] == 0  # smaller than the window: the whole side
+
+
+def test_crops_are_full_resolution_windows_labelling_the_motors_inside(data, tmp_path):
+    crop, cfg = 48, kit_config(crop=48)
+    export_fold(data.root, tmp_path, 1, cfg, data.folds, progress=False)
+    volumes = {}
+    positives = 0
+    for _, tomo_id, centre, image, rows in stacks(tmp_path):
+        if tomo_id == data.corrupt:
+            continue
+        if tomo_id not in volumes:
+            volumes[tomo_id] = normalize_tomogram(read_tomogram(data.root / "train" / tomo_id), cfg.preprocess)
+        ok, pages = cv2.imreadmulti(str(image), flags=cv2.IMREAD_UNCHANGED)
+        page = pages[2]
+        assert ok and page.shape == (crop, crop)
+        full = volumes[tomo_id][centre]
+        windows = np.lib.stride_tricks.sliding_window_view(full, (crop, crop))
+        matches = np.argwhere((windows == page).all(axis=(2, 3)))
+        assert len(matches), f"{image.name}: not a window of slice {centre}"
+        y0, x0 = matches[0]
+        motors = truth(data, tomo_id)
+        inside = motors[(np.abs(motors[:, 0] - centre) <= Z_SPAN) & (motors[:, 1] + 0.5 >= y0)
+                        & (motors[:, 1] + 0.5 <= y0 + crop) & (motors[:, 2] + 0.5 >= x0) & (motors[:, 2] + 0.5 <= x0 + crop)]
+        assert len(rows) == len(inside)
+        if len(rows):
+            decoded = decode(rows, centre, (crop, crop)) + [0, y0, x0]
+            order = np.lexsort(decoded.T[::-1]), np.lexsort(inside.T[::-1])
+            np.testing.assert_allclose(decoded[order[0]][:, 1:], inside[order[1]][:, 1:], atol=1e-3)
+        near = motors[np.abs(motors[:, 0] - centre) <= 2]  # a positive centre (z_window = 2) keeps its motor
+        positives += bool(len(near))
+        assert not len(near) or len(rows)
+    assert positives
+
+
+def test_crop_and_imgsz_exclude_each_other(data, tmp_path):
+    with pytest.raises(ValueError, match="crop"):
+        export_fold(data.root, tmp_path, 1, kit_config(crop=48, imgsz=48), data.folds, progress=False)

@@ -22,7 +22,7 @@ from kitlib.config import KitConfig, TrainConfig
 from kitlib.data.errors import DataError
 from kitlib.model.detector import ZDetector
 from kitlib.model.toy import make_toy_export
-from kitlib.model.trainer import train
+from kitlib.model.trainer import train, train_overrides
 
 STACK_STRIDE = 2
 Z_SPAN = 2 * STACK_STRIDE
@@ -157,3 +157,10 @@ def test_export_without_z_keys_is_rejected(trained, tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(DataError, match="z_span"):
         train(bad, trained["cfg"], "bad")
+
+
+def test_augmentation_settings_reach_the_ultralytics_trainer(tmp_path):
+    cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7))
+    args = train_overrides(tmp_path / "dataset.yaml", cfg, "run")
+    assert {k: args[k] for k in ("scale", "translate", "fliplr", "flipud", "mosaic")} == {
+        "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7}

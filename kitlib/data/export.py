@@ -9,6 +9,9 @@ planned centre slices. All coordinates below are on that (possibly resampled) gr
 - Negative stacks (empty label files): centres more than ``2 * z_span`` from every motor, `negatives_per_tomo` per
   tomogram, none from tomograms that state more motors than they list (an unlisted motor may be anywhere); then at
   most ``neg_ratio`` x positives are kept per split.
+- With ``crop``, each stack is a crop x crop window at full resolution: a positive one holds the motor nearest its
+  centre slice (at least a quarter box from the window's edges where the slice allows), a negative one lies anywhere;
+  only motors inside the window are labelled.
 - Normalised image coordinates use voxel centres: ``cx = (x + 0.5) / W`` (so ``x = cx * W - 0.5``), which any
   resize (cv2, ultralytics' letterbox) leaves unchanged.
 
@@ -89,9 +92,9 @@ def label_lines(
     lines = []
     for z, y, x in motors:
         dz = z - centre
-        if abs(dz) > z_span:
-            continue
         px, py = x + 0.5, y + 0.5  # continuous image coordinates of the voxel centre
+        if abs(dz) > z_span or not (0 <= px <= w and 0 <= py <= h):
+            continue
         x0, x1 = np.clip([px - box_side / 2, px + box_side / 2], 0, w)
         y0, y1 = np.clip([py - box_side / 2, py + box_side / 2], 0, h)
         zenc = float(np.clip((dz / z_span + 1) / 2, Z_ENC_MIN, 1.0))
@@ -155,16 +158,38 @@ def _resize_pages(pages: np.ndarray, imgsz: int | None) -> list[np.ndarray]:
     return [cv2.resize(page, size, interpolation=interp) for page in pages]
 
 
+def crop_origin(
+    image_hw: tuple[int, int], crop: int, target_yx: np.ndarray | None, margin: float, rng: np.random.Generator
+) -> tuple[int, int]:
+    """Top-left corner of a `crop` window inside `image_hw`: uniform, or keeping `target_yx` `margin` px inside."""
+    origin = []
+    for size, t in zip(image_hw, [None, None] if target_yx is None else target_yx):
+        hi = max(size - crop, 0)
+        lo_t, hi_t = (0, hi) if t is None else (int(np.ceil(t + margin - crop)), int(t - margin))
+        lo_t, hi_t = max(lo_t, 0), min(hi_t, hi)
+        origin.append(int(rng.integers(lo_t, hi_t + 1)) if lo_t <= hi_t else int(np.clip(round(t - crop / 2), 0, hi)))
+    return origin[0], origin[1]
+
+
 def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig) -> None:
-    stride, z_span = cfg.preprocess.stack_stride, 2 * cfg.preprocess.stack_stride
+    stride, z_span, crop = cfg.preprocess.stack_stride, 2 * cfg.preprocess.stack_stride, cfg.export.crop
     box = _box_side(plan.record, cfg)
+    rng = _rng(cfg.train.seed, plan.record.tomo_id, "crop")
     for centre in plan.positives + plan.negatives:
         stem = f"{plan.record.tomo_id}_z{centre}"
         pages = volume[stack_indices(centre, len(volume), stride, cfg.preprocess.channels)]
+        motors = plan.motors
+        if crop:
+            target = None
+            if centre in plan.positives:
+                target = motors[np.argmin(np.abs(motors[:, 0] - centre)), 1:]
+            y0, x0 = crop_origin(volume.shape[1:], crop, target, box / 4, rng)
+            pages = pages[:, y0 : y0 + crop, x0 : x0 + crop]
+            motors = motors - np.array([0.0, y0, x0])
         image = out / "images" / plan.split / f"{stem}.tif"
         if not cv2.imwritemulti(str(image), _resize_pages(pages, cfg.export.imgsz)):
             raise OSError(f"{image}: cannot write TIFF")
-        lines = label_lines(plan.motors, centre, volume.shape[1:], box, z_span)  # none for negatives: motors are far
+        lines = label_lines(motors, centre, pages.shape[1:], box, z_span)  # none for negatives: motors are far
         (out / "labels" / plan.split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
 
 
@@ -182,6 +207,8 @@ def export_fold(
     `out/images` and `out/labels` are replaced. Tomograms that cannot be read (or whose shape disagrees with the
     labels) are skipped with a warning and listed in `export_summary.json`.
     """
+    if cfg.export.crop and cfg.export.imgsz:
+        raise ValueError("export.crop and export.imgsz exclude each other: crops keep full resolution")
     data = CompetitionData(Path(data_root))
     out = Path(out).resolve()
     records = load_labels(data.labels_csv) if records is None else records
@@ -227,6 +254,7 @@ def export_fold(
         "z_span": 2 * cfg.preprocess.stack_stride,
         "target_spacing": cfg.preprocess.target_spacing,
         "imgsz": cfg.export.imgsz,
+        "crop": cfg.export.crop,
         "fold": fold,
         "counts": counts,
     }

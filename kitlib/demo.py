@@ -23,19 +23,15 @@ from kitlib.tune.plots import plot_detections
 from kitlib.tune.presence import PresenceRule
 
 DEMO_DATA = Path("data/demo")
-DEMO_SYNTH = dict(n_train=36, n_test=12, size="small", seed=0)
+DEMO_SYNTH = dict(n_train=100, n_test=12, size="small", seed=0)
 
 
 def run_demo(data_root: Path | None = None, run: str = "demo", preset: str = "cpu") -> dict:
     """Run the whole loop; returns the demo summary (also written to `runs/<run>/demo.json`)."""
     started = time.perf_counter()
     if data_root is None:
-        from kitlib.data.synth import synthesize
-
         data_root = DEMO_DATA
-        if not (data_root / "train_labels.csv").is_file():
-            print(f"synthesising a small competition-format dataset in {data_root} ...")
-            synthesize(data_root, **DEMO_SYNTH, preview=True)
+        ensure_demo_data(data_root)
     data = CompetitionData(find_competition_root(data_root))
     cfg = KitConfig.preset(preset)
     run_dir = Path(cfg.train.project) / run
@@ -60,6 +56,18 @@ def run_demo(data_root: Path | None = None, run: str = "demo", preset: str = "cp
     (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print_summary(result, run_dir)
     return result
+
+
+def ensure_demo_data(root: Path) -> None:
+    """Synthesise the demo dataset into `root` unless it already holds exactly that one (a rerun reuses it; an older
+    kit's demo data, written with other settings, is replaced)."""
+    from kitlib.data.synth import MARKER, synthesize
+
+    marker = root / MARKER
+    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == DEMO_SYNTH:
+        return
+    print(f"synthesising a small competition-format dataset in {root} ...")
+    synthesize(root, **DEMO_SYNTH, preview=True)
 
 
 def print_summary(result: dict, run_dir: Path) -> None:

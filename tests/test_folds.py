@@ -151,6 +151,16 @@ def test_resolve_default_writes_under_runs(tmp_path, monkeypatch):
     assert resolve_folds(root, records, 3, seed=2) == (folds, used)
 
 
+def test_resolve_remakes_a_generated_file_left_by_other_data(tmp_path, monkeypatch, caplog):
+    """A re-synthesised dataset in the same folder must not trip over the folds cached for the old one."""
+    monkeypatch.chdir(tmp_path)
+    records, root = small_records(), tmp_path / "comp"
+    _, used = resolve_folds(root, records[:-2], 3)
+    folds, again = resolve_folds(root, records, 3)
+    assert again == used and set(folds) == {r.tomo_id for r in records}
+    assert "making the folds again" in caplog.text
+
+
 def test_resolve_rejects_a_file_that_does_not_match(tmp_path):
     records, path = small_records(), tmp_path / "folds.csv"
     write_folds(make_folds(records[:-1], 3), path)

@@ -10,6 +10,7 @@ neighbouring rare spacings sit side by side in the order, as if merged.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,8 @@ import polars as pl
 
 from kitlib.data.errors import DataError
 from kitlib.data.labels import TomoRecord
+
+log = logging.getLogger(__name__)
 
 FOLD_COLUMNS = ["tomo_id", "fold"]
 FOLDS_FILENAME = "folds.csv"
@@ -96,12 +99,19 @@ def resolve_folds(
     The CSV is `path` if given, else `<data_root>/folds.csv` if it exists, else
     `runs/folds/<data_root name>-k<n_folds>-s<seed>.csv` (relative to the working directory). An existing CSV is
     read and must cover exactly the records' tomograms with folds 0..n_folds-1 (DataError otherwise); a missing one
-    is made with `make_folds` and written.
+    is made with `make_folds` and written. A generated CSV left by other data under the same folder name (e.g. a
+    re-synthesised dataset) is made again, with a warning.
     """
     if path is None:
         in_root = Path(data_root) / FOLDS_FILENAME
         generated = GENERATED_DIR / f"{Path(data_root).resolve().name}-k{n_folds}-s{seed}.csv"
         path = in_root if in_root.exists() else generated
+        if path == generated and path.exists():
+            try:
+                _check_matches(read_folds(path), records, n_folds, path)
+            except DataError as e:
+                log.warning("%s -> making the folds again", e)
+                path.unlink()
     path = Path(path)
     if not path.exists():
         write_folds(make_folds(records, n_folds, seed), path)

@@ -102,19 +102,21 @@ def resolve_folds(
     is made with `make_folds` and written. A generated CSV left by other data under the same folder name (e.g. a
     re-synthesised dataset) is made again, with a warning.
     """
+    generated = None
     if path is None:
         in_root = Path(data_root) / FOLDS_FILENAME
         generated = GENERATED_DIR / f"{Path(data_root).resolve().name}-k{n_folds}-s{seed}.csv"
         path = in_root if in_root.exists() else generated
-        if path == generated and path.exists():
-            try:
-                _check_matches(read_folds(path), records, n_folds, path)
-            except DataError as e:
-                log.warning("%s -> making the folds again", e)
-                path.unlink()
     path = Path(path)
     if not path.exists():
         write_folds(make_folds(records, n_folds, seed), path)
-    folds = read_folds(path)
-    _check_matches(folds, records, n_folds, path)
+    try:
+        folds = read_folds(path)
+        _check_matches(folds, records, n_folds, path)
+    except DataError as e:
+        if path != generated:
+            raise
+        log.warning("%s -> making the folds again", e)
+        write_folds(make_folds(records, n_folds, seed), path)
+        folds = read_folds(path)
     return folds, path

@@ -70,6 +70,9 @@ class TrainConfig:
     nbs: int = 64  # nominal batch: gradients accumulate over nbs / batch batches per optimizer step
     device: str = "0"
     workers: int = 4
+    # "auto" is ultralytics' choice: AdamW at lr 0.002 for runs under 10k iterations (lr0 is then ignored), else
+    # MuSGD at 0.01. Name one ("SGD", "AdamW", ...) to use lr0.
+    optimizer: str = "auto"
     lr0: float = 0.01
     patience: int = 20
     mosaic: float = 1.0

@@ -159,8 +159,10 @@ def test_export_without_z_keys_is_rejected(trained, tmp_path):
         train(bad, trained["cfg"], "bad")
 
 
-def test_augmentation_settings_reach_the_ultralytics_trainer(tmp_path):
-    cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7))
+def test_augmentation_and_optimizer_settings_reach_the_ultralytics_trainer(tmp_path):
+    cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7, optimizer="AdamW",
+                                      lr0=0.004))
     args = train_overrides(tmp_path / "dataset.yaml", cfg, "run")
-    assert {k: args[k] for k in ("scale", "translate", "fliplr", "flipud", "mosaic")} == {
-        "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7}
+    keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0")
+    assert {k: args[k] for k in keys} == {
+        "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7, "optimizer": "AdamW", "lr0": 0.004}

@@ -189,6 +189,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         nbs=t.nbs,
         device=device,
         workers=t.workers,
+        optimizer=t.optimizer,
         lr0=t.lr0,
         patience=t.patience,
         mosaic=t.mosaic,

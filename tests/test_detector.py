@@ -53,13 +53,15 @@ def test_boxes_map_back_to_original_pixels(h, w, imgsz):
         assert res[0, 4] == pytest.approx(0.9) and res[0, 5] == pytest.approx(Z_SPAN / 2)
 
 
-def test_cpu_batches_run_in_chunks_in_order():
-    """A batch larger than CPU_CHUNK goes through in chunks; results come back one per stack, in order."""
-    from kitlib.model.detector import CPU_CHUNK
+def test_cpu_batches_run_in_chunks_in_order(monkeypatch):
+    """A batch larger than a CPU chunk goes through in chunks; results come back one per stack, in order."""
+    from kitlib.model import detector as detector_module
 
+    assert detector_module.cpu_chunk(640) == 4 and detector_module.cpu_chunk(160) == 64
+    monkeypatch.setattr(detector_module, "CPU_CHUNK_PIXELS", 3 * 96 * 96)  # chunks of 3 stacks at 96 px
     h, w = 60, 80
     detector = ZDetector(CentroidNet(), {"stack_stride": 2, "z_span": Z_SPAN, "channels": 5, "imgsz": 96})
-    centres = [(10.0 + 6 * i, 12.0 + 4 * i) for i in range(2 * CPU_CHUNK + 1)]
+    centres = [(10.0 + 6 * i, 12.0 + 4 * i) for i in range(2 * 3 + 1)]
     results = detector.predict(blob_stacks(h, w, centres), conf=0.1)
     assert len(results) == len(centres)
     for (cx, cy), res in zip(centres, results):

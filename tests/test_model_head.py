@@ -61,6 +61,17 @@ def test_other_scales_build(scale):
     assert y.shape[1] == 6
 
 
+def test_width_overrides_the_scales_channel_multiple():
+    narrow, base = build_model("n", width=0.125).eval(), build_model("n").eval()
+    assert (narrow.model[0].conv.out_channels, base.model[0].conv.out_channels) == (8, 16)
+    assert len(narrow.model) == len(base.model)  # same depth and layout, fewer channels
+    with torch.no_grad():
+        y, _ = narrow(torch.rand(1, 5, 64, 64))
+    assert y.shape == (1, 6, n_anchors(64, 64))
+    with pytest.raises(ValueError, match="width"):
+        build_model("n", width=0.0)
+
+
 def test_z_encoding_roundtrip_and_clip():
     z_span = 16
     dz = np.array([-15.0, -3.5, 0.0, 7.25, 16.0])

@@ -54,6 +54,7 @@ def tiny_cfg(project) -> KitConfig:
     cfg.train = TrainConfig(
         epochs=2, imgsz=IMGSZ, batch=4, device="cpu", workers=0, patience=100, close_mosaic=1, project=str(project)
     )
+    cfg.model.width = 0.125  # half yolov8n's channels: faster, and checks that the width reaches the trainer
     return cfg
 
 
@@ -98,6 +99,7 @@ def test_training_outputs_checkpoint_results_and_kit_meta(trained):
     }
     assert meta["kit_version"]
     assert ckpt["model"].kit_meta == meta  # the model carries it too (last.pt during training has only this)
+    assert ckpt["model"].model[0].conv.out_channels == 8  # cfg.model.width 0.125 (yolov8n: 16)
 
 
 def _stacks(n: int, h: int, w: int) -> np.ndarray:
@@ -161,8 +163,9 @@ def test_export_without_z_keys_is_rejected(trained, tmp_path):
 
 def test_augmentation_and_optimizer_settings_reach_the_ultralytics_trainer(tmp_path):
     cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7, optimizer="AdamW",
-                                      lr0=0.004))
+                                      lr0=0.004, cls_gain=1.5))
     args = train_overrides(tmp_path / "dataset.yaml", cfg, "run")
-    keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0")
+    keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0", "cls")
     assert {k: args[k] for k in keys} == {
-        "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7, "optimizer": "AdamW", "lr0": 0.004}
+        "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7, "optimizer": "AdamW", "lr0": 0.004,
+        "cls": 1.5}

@@ -18,7 +18,7 @@ from kitlib import runtime
 runtime.prepare()
 
 import torch  # noqa: E402
-from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
 from ultralytics.utils.torch_utils import initialize_weights  # noqa: E402
 
 from kitlib.data.errors import DataError  # noqa: E402
@@ -43,6 +43,18 @@ def model_yaml(scale: str) -> str:
     if scale not in SCALES:
         raise ValueError(f"unknown YOLOv8 scale {scale!r}: choose one of {', '.join(SCALES)}")
     return f"yolov8{scale}.yaml"
+
+
+def model_cfg(scale: str, width: float | None = None) -> str | dict:
+    """``yolov8{scale}.yaml``, or its parsed dict with the scale's width multiple replaced by `width`."""
+    if width is None:
+        return model_yaml(scale)
+    if not 0 < width <= 2:
+        raise ValueError(f"model width {width} out of range: a channel multiple in (0, 2], e.g. 0.125")
+    cfg = yaml_model_load(model_yaml(scale))
+    depth, _, max_channels = cfg["scales"][scale]
+    cfg["scales"] = {scale: [depth, float(width), max_channels]}
+    return cfg
 
 
 def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int) -> dict[str, Any]:
@@ -77,9 +89,10 @@ class ZModel(DetectionModel):
         return ZLoss(self)
 
 
-def build_model(scale: str = "n", channels: int = 5, nc: int = 1, verbose: bool = False) -> ZModel:
-    """A fresh (randomly initialised) z-head model at the given YOLOv8 scale."""
-    return ZModel(model_yaml(scale), ch=channels, nc=nc, verbose=verbose)
+def build_model(scale: str = "n", channels: int = 5, nc: int = 1, verbose: bool = False,
+                width: float | None = None) -> ZModel:
+    """A fresh (randomly initialised) z-head model at the given YOLOv8 scale (and channel width, see `model_cfg`)."""
+    return ZModel(model_cfg(scale, width), ch=channels, nc=nc, verbose=verbose)
 
 
 def _read_checkpoint(path: str | Path) -> dict:

@@ -37,7 +37,7 @@ from ultralytics.utils.torch_utils import strip_optimizer  # noqa: E402
 
 from kitlib.config import KitConfig  # noqa: E402
 from kitlib.data.errors import DataError  # noqa: E402
-from kitlib.model.build import ZModel, load_3ch_weights, make_kit_meta, model_yaml  # noqa: E402
+from kitlib.model.build import ZModel, load_3ch_weights, make_kit_meta, model_cfg, model_yaml  # noqa: E402
 from kitlib.model.validator import ZValidator  # noqa: E402
 
 REQUIRED_DATA_KEYS = ("stack_stride", "z_span", "kpt_shape")
@@ -191,6 +191,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         workers=t.workers,
         optimizer=t.optimizer,
         lr0=t.lr0,
+        cls=t.cls_gain,
         patience=t.patience,
         mosaic=t.mosaic,
         close_mosaic=t.close_mosaic,
@@ -233,7 +234,7 @@ def train(data_yaml: Path, cfg: KitConfig, run: str, resume: bool = False) -> Pa
     else:
         trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, run))
         model = ZModel(
-            model_yaml(cfg.model.scale), ch=int(data.get("channels", 3)), nc=int(trainer.data["nc"]),
+            model_cfg(cfg.model.scale, cfg.model.width), ch=int(data.get("channels", 3)), nc=int(trainer.data["nc"]),
             verbose=RANK == -1,
         )
         model.names = trainer.data["names"]

@@ -69,9 +69,10 @@ def _train(args: argparse.Namespace) -> int:
     from kitlib.model import train
 
     cfg = _config(args)
-    for key in ("epochs", "imgsz", "device", "batch"):
+    for key in ("imgsz", "device", "batch"):
         if getattr(args, key) is not None:
             setattr(cfg.train, key, getattr(args, key))
+    cfg.train.set_length(args.epochs, args.minutes)
     if args.model:
         cfg.model.scale = args.model.removeprefix("yolov8")
     if args.weights:
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="outputs go to runs/<run>/")
     p.add_argument("--model", default=None, help="yolov8n / s / m / l / x")
     p.add_argument("--weights", type=Path, default=None, help="local 3-channel YOLOv8 .pt to adapt to 5 channels")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="a fixed epoch count (replaces the config's time budget)")
+    p.add_argument("--minutes", type=float, default=None, help="train this long instead: epochs are re-estimated")
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for DDP")

@@ -23,6 +23,7 @@ from kitlib.data.errors import DataError
 from kitlib.model.detector import ZDetector
 from kitlib.model.toy import make_toy_export
 from kitlib.model.trainer import train, train_overrides
+from kitlib.tune.local_score import epochs_trained
 
 STACK_STRIDE = 2
 Z_SPAN = 2 * STACK_STRIDE
@@ -107,6 +108,20 @@ def _stacks(n: int, h: int, w: int) -> np.ndarray:
     return rng.integers(0, 255, (n, h, w, 5), dtype=np.uint8)
 
 
+def test_time_budget_ends_training_and_a_rerun_starts_a_fresh_log(trained):
+    """500 nominal epochs in a 3 s budget: ultralytics re-estimates the count and stops; trained twice under one
+    name, results.csv holds the second run only (ultralytics alone would append to the first)."""
+    cfg = tiny_cfg(trained["root"] / "runs")
+    cfg.train.epochs, cfg.train.time_budget_s = 500, 3.0
+    for _ in range(2):
+        best = train(trained["data"], cfg, "timed")
+    epochs = epochs_trained(best)
+    rows = (best.parent.parent / "results.csv").read_text().splitlines()[1:]
+    assert 1 <= epochs < 500
+    assert [int(float(r.split(",")[0])) for r in rows] == list(range(1, epochs + 1))
+    assert torch.load(best, map_location="cpu", weights_only=False)["kit_meta"]["imgsz"] == IMGSZ
+
+
 def test_predict_offline_in_process(trained):
     with socket_guard() as attempts:
         det = ZDetector.load(trained["best"])
@@ -163,9 +178,21 @@ def test_export_without_z_keys_is_rejected(trained, tmp_path):
 
 def test_augmentation_and_optimizer_settings_reach_the_ultralytics_trainer(tmp_path):
     cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7, optimizer="AdamW",
-                                      lr0=0.004, cls_gain=1.5))
+                                      lr0=0.004, cls_gain=1.5, time_budget_s=420.0))
     args = train_overrides(tmp_path / "dataset.yaml", cfg, "run")
-    keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0", "cls")
+    keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0", "cls", "time")
     assert {k: args[k] for k in keys} == {
         "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7, "optimizer": "AdamW", "lr0": 0.004,
-        "cls": 1.5}
+        "cls": 1.5, "time": 420.0 / 3600}
+    assert train_overrides(tmp_path / "dataset.yaml", KitConfig(), "run")["time"] is None  # default: fixed epochs
+
+
+def test_epochs_or_minutes_set_how_long_a_fold_trains():
+    t = KitConfig.preset("cpu").train
+    assert t.time_budget_s == 420.0 and t.length() == "7 min (epochs fitted to the time)"
+    t.set_length()  # neither given: unchanged
+    assert t.time_budget_s == 420.0
+    t.set_length(epochs=5)  # a fixed count replaces the budget
+    assert (t.epochs, t.time_budget_s, t.length()) == (5, None, "5 epochs")
+    t.set_length(epochs=9, minutes=1.5)  # both: the budget rules, epochs is only ultralytics' first guess
+    assert (t.epochs, t.time_budget_s) == (9, 90.0)

@@ -13,7 +13,7 @@ ROOT = os.environ.get("KIT_KAGGLE_ROOT", "/kaggle")
 PREFIX = "motor-kit"
 FOLD = int(os.environ.get("KIT_FOLD", 0))  # the held-out fold (0 .. n_folds-1 of the preset)
 PRESET = os.environ.get("KIT_PRESET", "default")  # kitlib.config.KitConfig presets: default (GPU) / cpu
-EPOCHS = int(os.environ.get("KIT_EPOCHS", 0)) or None  # None: the preset's
+EPOCHS = int(os.environ.get("KIT_EPOCHS", 0)) or None  # None: the preset's (epochs or a time budget)
 
 # kitlib from the src dataset (either mount layout), then the wheels the image lacks
 wheels = glob.glob(f"{ROOT}/input/datasets/*/{PREFIX}-src/kitlib-*.whl")

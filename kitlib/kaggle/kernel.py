@@ -218,11 +218,11 @@ def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> 
     data, work = CompetitionData(find_competition_root()), working_dir()
     cfg = KitConfig.preset(preset)
     cfg.train.project, cfg.train.device = str(work / "runs"), _device()[0]
-    cfg.train.epochs = epochs or cfg.train.epochs
+    cfg.train.set_length(epochs=epochs or None)
     records = load_labels(data.labels_csv)
     folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, work / "folds.csv")
     print(f"fold {fold} of {cfg.tune.n_folds}: {sum(f != fold for f in folds.values())} train tomograms, "
-          f"{cfg.train.epochs} epochs at {cfg.train.imgsz} px on {cfg.train.device}", flush=True)
+          f"{cfg.train.length()} at {cfg.train.imgsz} px on {cfg.train.device}", flush=True)
     best = train(export_fold(data.root, work / "export", fold, cfg, folds, records), cfg, f"fold{fold}")
     shutil.rmtree(work / "export", ignore_errors=True)
     out = Path(shutil.copy2(best, work / f"fold{fold}.pt"))

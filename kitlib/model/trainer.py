@@ -184,6 +184,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         data=str(data_yaml),
         task="pose",
         epochs=t.epochs,
+        time=None if t.time_budget_s is None else t.time_budget_s / 3600,  # ultralytics counts hours
         imgsz=t.imgsz,
         batch=t.batch,
         nbs=t.nbs,
@@ -232,6 +233,7 @@ def train(data_yaml: Path, cfg: KitConfig, run: str, resume: bool = False) -> Pa
             overrides=dict(resume=str(last), data=str(data_yaml), device=str(t.device), workers=t.workers, batch=t.batch)
         )
     else:
+        (save_dir / "results.csv").unlink(missing_ok=True)  # ultralytics appends to it: a rerun would mix two runs
         trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, run))
         model = ZModel(
             model_cfg(cfg.model.scale, cfg.model.width), ch=int(data.get("channels", 3)), nc=int(trainer.data["nc"]),

@@ -41,6 +41,12 @@ def train_fold(data: CompetitionData, run: str, fold: int, cfg: KitConfig, folds
     return train(data_yaml, cfg, f"{run}/fold{fold}")
 
 
+def epochs_trained(weights: Path) -> int | None:
+    """Epochs the run that wrote `weights` trained (the last epoch in ultralytics' results.csv beside `weights/`)."""
+    results = Path(weights).parent.parent / "results.csv"
+    return int(pl.read_csv(results)["epoch"][-1]) if results.is_file() else None
+
+
 def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:
     """Add `has_motor` (truth) and `hit` (the best candidate is within the hit radius of a true motor)."""
     ids = candidates["tomo_id"].to_list()
@@ -68,9 +74,10 @@ def local_score(
     views = parse_views(cfg.infer.tta)
     spacings = {r.tomo_id: r.voxel_spacing for r in records}
 
-    parts = []
+    parts, epochs = [], {}
     for fold in sorted(set(folds.values())):
         fold_weights_ = list(weights) if weights else [train_fold(data, run, fold, cfg, folds, records)]
+        epochs[int(fold)] = None if weights else epochs_trained(fold_weights_[0])
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
         candidates = predict_tomograms(data, "train", held_out, load_detectors(fold_weights_, cfg), cfg, views,
                                        spacings=spacings, progress=progress)
@@ -92,6 +99,7 @@ def local_score(
         "threshold": rule.value,
         **{k: summary[k] for k in ("tp", "fp", "fn", "tn", "n_tomograms", "median_dist_A")},
         "per_fold_f2": per_fold,
+        "per_fold_epochs": epochs,
         "n_errors": int(oof["error"].is_not_null().sum()),
         "folds_csv": str(folds_file),
         "weights": [str(w) for w in weights] if weights else [str(fold_weights(run_dir, f)) for f in per_fold],
@@ -113,8 +121,9 @@ def oof_summary(oof: pl.DataFrame, records: Sequence[TomoRecord]) -> dict:
 
 def format_table(result: dict) -> str:
     """A small text table of the per-fold and overall scores."""
-    lines = [f"{'fold':>6} {'F2':>7}"]
-    lines += [f"{fold:>6} {f2:7.4f}" for fold, f2 in result["per_fold_f2"].items()]
+    epochs = result.get("per_fold_epochs", {})
+    lines = [f"{'fold':>6} {'F2':>7} {'epochs':>7}"]
+    lines += [f"{fold:>6} {f2:7.4f} {epochs.get(fold) or '-':>7}" for fold, f2 in result["per_fold_f2"].items()]
     lo, hi = result["f2_ci"]
     dist = result["median_dist_A"]
     lines.append(f"{'OOF':>6} {result['f2']:7.4f}  95% CI [{lo:.3f}, {hi:.3f}]  rule={result['rule']} "

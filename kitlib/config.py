@@ -67,7 +67,7 @@ class TrainConfig:
 
     epochs: int = 60
     # Train for this many seconds instead (None: a fixed `epochs`): ultralytics re-estimates the epoch count, and with
-    # it the lr schedule and where mosaic closes, after every epoch, so a slow machine trains fewer epochs in the same time.
+    # it the lr schedule and where mosaic closes, after every epoch; a slow machine trains fewer epochs in that time.
     time_budget_s: float | None = None
     imgsz: int = 640
     batch: int = 16

@@ -22,8 +22,7 @@ from kitlib.config import KitConfig, TrainConfig
 from kitlib.data.errors import DataError
 from kitlib.model.detector import ZDetector
 from kitlib.model.toy import make_toy_export
-from kitlib.model.trainer import train, train_overrides
-from kitlib.tune.local_score import epochs_trained
+from kitlib.model.trainer import epochs_trained, train, train_overrides
 
 STACK_STRIDE = 2
 Z_SPAN = 2 * STACK_STRIDE

@@ -3,6 +3,7 @@
 Public API (imported lazily: ``import kitlib.model`` does not import torch or ultralytics):
 - `ZDetector` (kitlib.model.detector): ``ZDetector.load(path).predict(stacks)`` -> per image [x, y, w, h, conf, dz];
 - `train` (kitlib.model.trainer): train on a kit training export, returns ``runs/<run>/weights/best.pt``;
+  `epochs_trained` tells how many epochs the run that wrote a checkpoint trained;
 - `build_model`, `load_3ch_weights`, `ZModel` (kitlib.model.build); `ZHead` (head); `ZLoss` (loss);
   `ZTrainer` (trainer); `ZValidator` (validator);
 - `encode_dz`, `decode_zenc`, `z_span_for` (kitlib.model.zcode, pure numpy).
@@ -16,6 +17,7 @@ import importlib
 _LAZY = {
     "ZDetector": "kitlib.model.detector",
     "train": "kitlib.model.trainer",
+    "epochs_trained": "kitlib.model.trainer",
     "ZTrainer": "kitlib.model.trainer",
     "ZValidator": "kitlib.model.validator",
     "ZModel": "kitlib.model.build",

@@ -212,6 +212,14 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
     )
 
 
+def epochs_trained(weights: Path) -> int | None:
+    """Epochs the run that wrote `weights` trained (the last epoch in ultralytics' results.csv beside `weights/`)."""
+    results = Path(weights).parent.parent / "results.csv"
+    if not results.is_file():
+        return None
+    return int(float(results.read_text().splitlines()[-1].split(",")[0]))
+
+
 def train(data_yaml: Path, cfg: KitConfig, run: str, resume: bool = False) -> Path:
     """Train one fold on a kit training export; returns ``<project>/<run>/weights/best.pt``.
 

@@ -41,12 +41,6 @@ def train_fold(data: CompetitionData, run: str, fold: int, cfg: KitConfig, folds
     return train(data_yaml, cfg, f"{run}/fold{fold}")
 
 
-def epochs_trained(weights: Path) -> int | None:
-    """Epochs the run that wrote `weights` trained (the last epoch in ultralytics' results.csv beside `weights/`)."""
-    results = Path(weights).parent.parent / "results.csv"
-    return int(pl.read_csv(results)["epoch"][-1]) if results.is_file() else None
-
-
 def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:
     """Add `has_motor` (truth) and `hit` (the best candidate is within the hit radius of a true motor)."""
     ids = candidates["tomo_id"].to_list()
@@ -66,6 +60,8 @@ def local_score(
     progress: bool = True,
 ) -> dict:
     """Out-of-fold F2 of the kit on `data`'s train split; returns the `score.json` dict."""
+    from kitlib.model import epochs_trained
+
     records = load_labels(data.labels_csv)
     folds, folds_file = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, folds_path)
     run_dir = Path(cfg.train.project) / run

@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
     from kitlib.infer.tta import parse_views
-    from kitlib.tune.presence import PresenceRule
+    from kitlib.presence import PresenceRule
 
     cfg, data = _config(args), _data(args)
     if args.device:
@@ -102,7 +102,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _local_score(args: argparse.Namespace) -> int:
-    from kitlib.tune.local_score import format_table, local_score
+    from kitlib.evaluation.local_score import format_table, local_score
 
     result = local_score(_data(args), _config(args), args.run, weights=args.weights, folds_path=args.folds)
     print(format_table(result))
@@ -112,7 +112,7 @@ def _local_score(args: argparse.Namespace) -> int:
 
 def _z_error(args: argparse.Namespace) -> int:
     from kitlib.config import KitConfig
-    from kitlib.tune.z_error import format_z_table, z_error
+    from kitlib.evaluation.z_error import format_z_table, z_error
 
     cfg = _config(args)
     run_dir = Path(cfg.train.project) / args.run
@@ -128,51 +128,51 @@ def _z_error(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.bundle import DEFAULT_PLATFORMS
-    from kitlib.kaggle.commands import bundle_cmd
+    from kitlib.release.bundle import DEFAULT_PLATFORMS
+    from kitlib.release.commands import bundle_cmd
 
     return bundle_cmd(args.only, run=args.run, weights=args.weights, find_links=args.find_links,
                       python_tag=args.python_tag, platforms=args.platform or DEFAULT_PLATFORMS, prefix=args.prefix)
 
 
 def _push_dataset(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import push_dataset_cmd
+    from kitlib.release.commands import push_dataset_cmd
 
     return push_dataset_cmd(args.only, wait=not args.no_wait, timeout_s=args.timeout)
 
 
 def _push_kernel(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import push_kernel_cmd
+    from kitlib.release.commands import push_kernel_cmd
 
     return push_kernel_cmd(args.kernel, prefix=args.prefix)
 
 
 def _kernel_status(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import kernel_status_cmd
+    from kitlib.release.commands import kernel_status_cmd
 
     return kernel_status_cmd(args.kernel, wait=args.wait, timeout_s=args.timeout)
 
 
 def _kernel_output(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import kernel_output_cmd
+    from kitlib.release.commands import kernel_output_cmd
 
     return kernel_output_cmd(args.kernel, dest=args.out)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import submit_cmd
+    from kitlib.release.commands import submit_cmd
 
     return submit_cmd(args.kernel, version=args.version, message=args.message)
 
 
 def _submissions(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.commands import submissions_cmd
+    from kitlib.release.commands import submissions_cmd
 
     return submissions_cmd()
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from kitlib.kaggle.dryrun import dry_run, format_result
+    from kitlib.release.dryrun import dry_run, format_result
 
     result = dry_run(args.kernel, bundles=args.bundles, out=args.out, reuse_venv=args.reuse_venv,
                      tiny=args.tiny_weights, n_test=args.n_test)

@@ -18,9 +18,9 @@ from kitlib.data.layout import CompetitionData, find_competition_root
 from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
 from kitlib.infer.tta import parse_views
 from kitlib.metric import breakdown, summarize
-from kitlib.tune.local_score import format_table, local_score
-from kitlib.tune.plots import plot_detections
-from kitlib.tune.presence import PresenceRule
+from kitlib.evaluation.local_score import format_table, local_score
+from kitlib.evaluation.plots import plot_detections
+from kitlib.presence import PresenceRule
 
 DEMO_DATA = Path("data/demo")
 DEMO_SYNTH = dict(n_train=100, n_test=12, size="small", seed=0)

@@ -25,8 +25,8 @@ from kitlib.data.synth import synthesize
 from kitlib.infer.budget import BudgetPlanner, Plan
 from kitlib.infer.predict import load_detectors, predict_split, predict_tomograms
 from kitlib.infer.tta import parse_views
-from kitlib.kaggle.dryrun import tiny_weights
-from kitlib.tune.presence import PresenceRule
+from kitlib.testing import tiny_run
+from kitlib.presence import PresenceRule
 
 N_TEST = 3
 
@@ -36,7 +36,7 @@ def base(tmp_path_factory) -> dict:
     """A tiny synthetic competition folder (test tomograms of 32x96x96) and an untrained tiny run."""
     root = tmp_path_factory.mktemp("bad_inputs")
     data = synthesize(root / "comp", 0, N_TEST, size="tiny", seed=3, progress=False).out
-    run = tiny_weights(root / "run")
+    run = tiny_run(root / "run")
     cfg = KitConfig.load(run / "config.yaml")
     weights = run / "fold0" / "weights" / "best.pt"
     return {"data": data, "run": run, "cfg": cfg, "weights": weights, "detectors": load_detectors([weights], cfg)}

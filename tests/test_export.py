@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from kitlib.config import ExportConfig, KitConfig, PreprocessConfig
-from kitlib.data.export import Z_ENC_MIN, crop_origin, export_fold, plan_fold
+from kitlib.data.export import crop_origin, export_fold, plan_fold
+from kitlib.preprocess.zcode import ZENC_MIN as Z_ENC_MIN
 from kitlib.data.labels import TomoRecord, load_labels, records_to_frame
 from kitlib.data.synth import synthesize
 from kitlib.data.tomogram import read_tomogram

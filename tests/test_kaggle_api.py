@@ -97,7 +97,7 @@ def test_push_dataset_cmd_versions_with_the_kit_version_and_prints_ready(server,
     server.state.datasets["tester/motor-kit-src"] = server_dataset(version=3)
     server.state.polls_until_ready = 0  # the command polls every few seconds: be ready at once
     code = (
-        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        "from pathlib import Path; from kitlib.release import commands\n"
         f"commands.push_dataset_cmd(['src'], timeout_s=30, build=Path({str(build)!r}))"
     )
     out = ok(run_python(code, server.env(tmp_path / "home")))
@@ -120,7 +120,7 @@ def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_dataset
         server.state.datasets[ref] = server_dataset(1)
     kernels, build = kernel_tree(tmp_path), tmp_path / "build"
     code = (
-        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        "from pathlib import Path; from kitlib.release import commands\n"
         f"commands.push_kernel_cmd({kernel!r}, kernels=Path({str(kernels)!r}), build=Path({str(build)!r}))"
     )
     out = ok(run_python(code, server.env(tmp_path / "home")))
@@ -144,7 +144,7 @@ def test_push_kernel_refuses_when_a_dataset_is_missing(server, tmp_path):
     server.state.datasets[DATASETS[0]] = server_dataset(1)
     kernels, build = kernel_tree(tmp_path), tmp_path / "build"
     code = (
-        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        "from pathlib import Path; from kitlib.release import commands\n"
         f"commands.push_kernel_cmd('infer', kernels=Path({str(kernels)!r}), build=Path({str(build)!r}))"
     )
     assert "dataset tester/motor-kit-wheels is missing" in failed(run_python(code, server.env(tmp_path / "home")))
@@ -155,7 +155,7 @@ def test_push_kernel_refuses_when_a_dataset_is_missing(server, tmp_path):
 
 
 def push_kernel_folder(tmp_path: Path) -> Path:
-    from kitlib.kaggle.kernels import render_kernel_metadata
+    from kitlib.release.kernels import render_kernel_metadata
 
     out = tmp_path / "build" / "kernels" / "infer"
     render_kernel_metadata(kernel_tree(tmp_path) / "infer", "tester", DATASETS, out)
@@ -215,7 +215,7 @@ def test_dataset_processing_failure_and_timeout_raise(server, tmp_path):
 
 def test_status_error_exits_nonzero_with_failure_message(server, tmp_path):
     server.state.kernel_statuses = [("ERROR", "CUDA out of memory")]
-    code = "from kitlib.kaggle import commands; commands.kernel_status_cmd('tester/motor-kit-infer')"
+    code = "from kitlib.release import commands; commands.kernel_status_cmd('tester/motor-kit-infer')"
     proc = run_python(code, server.env(tmp_path / "home"))
     assert "tester/motor-kit-infer: error (CUDA out of memory)" in proc.stdout
     assert "kernel tester/motor-kit-infer ended error: CUDA out of memory" in failed(proc)
@@ -240,7 +240,7 @@ def test_kernel_output_downloads_files_and_log(server, tmp_path):
     server.state.log = "[1.0s] done\n"
     dest = tmp_path / "out"
     code = (
-        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        "from pathlib import Path; from kitlib.release import commands\n"
         f"commands.kernel_output_cmd('tester/motor-kit-infer', dest=Path({str(dest)!r}))"
     )
     out = ok(run_python(code, server.env(tmp_path / "home")))
@@ -256,7 +256,7 @@ def test_submit_last_pushed_version_after_it_completed(server, tmp_path):
     (build / "kernels" / "infer").mkdir(parents=True)
     (build / "kernels" / "infer" / "pushed.json").write_text(json.dumps(record))
     code = (
-        "from pathlib import Path; from kitlib.kaggle import commands\n"
+        "from pathlib import Path; from kitlib.release import commands\n"
         f"commands.submit_cmd('infer', build=Path({str(build)!r}))"
     )
     env = server.env(tmp_path / "home")
@@ -285,7 +285,7 @@ def test_submissions_table(server, tmp_path):
         {"ref": 1, "date": "2025-06-01T08:00:00.000Z", "description": "first", "status": "ERROR",
          "errorDescription": "Notebook Threw Exception"},
     ]
-    code = "from kitlib.kaggle import commands; commands.submissions_cmd()"
+    code = "from kitlib.release import commands; commands.submissions_cmd()"
     lines = ok(run_python(code, server.env(tmp_path / "home"))).splitlines()
     assert lines[0].split() == ["date", "description", "status", "public", "private"]
     assert lines[2].split() == ["2025-06-02", "09:30", "tester/motor-kit-infer", "v3", "kit", "abc1234", "complete",

@@ -16,7 +16,7 @@ import pytest
 
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
-from kitlib.kaggle import bundle
+from kitlib.release import bundle
 
 REPO = bundle.REPO_ROOT
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
@@ -223,7 +223,7 @@ def test_bundle_cmd_builds_all_three_for_the_credentials_user(tmp_path):
     run = make_run(tmp_path / "runs" / "demo")
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "KAGGLE_USERNAME": "tester", "KAGGLE_KEY": "k"}
     code = (
-        "import sys; from pathlib import Path; from kitlib.kaggle import commands\n"
+        "import sys; from pathlib import Path; from kitlib.release import commands\n"
         f"commands.bundle_cmd(run=Path({str(run)!r}), find_links=Path({str(links)!r}), build=Path({str(build)!r}))\n"
         "print('kaggle imported:', 'kaggle' in sys.modules)"
     )

@@ -10,7 +10,7 @@ import pytest
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
-from kitlib.kaggle.kernels import render_kernel_metadata
+from kitlib.release.kernels import render_kernel_metadata
 
 DATASETS = ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
 

@@ -1,6 +1,6 @@
 """The offline Kaggle kernels (kernels/), run against a temporary Kaggle root (KIT_KAGGLE_ROOT), and `make dry-run`.
 
-Everything is real: the kernel script, the three bundles as `kitlib.kaggle.bundle` builds them, JPEG tomograms,
+Everything is real: the kernel script, the three bundles as `kitlib.release.bundle` builds them, JPEG tomograms,
 an (untrained) z-head checkpoint. One stand-in: the wheels bundle is built from this venv's installed distributions
 re-packed as wheels (`wheels_from_venv`), because tests never reach the package index. The kernel runs with this
 venv (which already holds those pins, so it installs nothing); the fresh-venv dry run, which installs them from the
@@ -21,8 +21,10 @@ import pytest
 
 from kitlib.config import COMPETITION_SLUG, KitConfig
 from kitlib.data.submission import read_submission
-from kitlib.kaggle import bundle, kernel
-from kitlib.kaggle.dryrun import OWNER, dry_run, stage_root, tiny_weights, wheels_from_venv
+from kitlib import kernel
+from kitlib.release import bundle
+from kitlib.release.dryrun import OWNER, dry_run, stage_root, wheels_from_venv
+from kitlib.testing import tiny_run
 
 SCRIPT = bundle.REPO_ROOT / "kernels" / "infer" / "infer.py"
 
@@ -33,7 +35,7 @@ def bundles(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles")
     bundle.build_src(OWNER, out / "src")
     bundle.build_wheels(OWNER, out / "wheels", find_links=wheels_from_venv(out / "links"))
-    bundle.build_weights(OWNER, out / "weights", tiny_weights(out / "run"))
+    bundle.build_weights(OWNER, out / "weights", tiny_run(out / "run"))
     return out
 
 

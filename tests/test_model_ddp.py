@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from kitlib.model.build import build_model
-from kitlib.model.toy import make_toy_export
+from kitlib.testing import make_toy_export
 from kitlib.model.trainer import ZTrainer
 from ultralytics.utils import LOCAL_RANK, RANK  # after kitlib.model: runtime.prepare() ran first
 

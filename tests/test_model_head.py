@@ -8,7 +8,7 @@ import torch
 
 from kitlib.model.build import build_model
 from kitlib.model.head import ZHead
-from kitlib.model.zcode import ZENC_MIN, decode_zenc, encode_dz
+from kitlib.preprocess.zcode import ZENC_MIN, decode_zenc, encode_dz
 from ultralytics.utils import DEFAULT_CFG  # after kitlib.model: runtime.prepare() ran first
 
 

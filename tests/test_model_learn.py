@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kitlib.model.build import build_model
-from kitlib.model.toy import make_toy_export
+from kitlib.testing import make_toy_export
 from ultralytics.cfg import get_cfg  # after kitlib.model: runtime.prepare() ran first
 from ultralytics.data import build_yolo_dataset
 from ultralytics.data.utils import check_det_dataset

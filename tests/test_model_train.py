@@ -21,7 +21,7 @@ import yaml
 from kitlib.config import KitConfig, TrainConfig
 from kitlib.data.errors import DataError
 from kitlib.model.detector import ZDetector
-from kitlib.model.toy import make_toy_export
+from kitlib.testing import make_toy_export
 from kitlib.model.trainer import epochs_trained, train, train_overrides
 
 STACK_STRIDE = 2

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from kitlib.data.errors import DataError
-from kitlib.tune.plots import plot_f2_curve, plot_score_hist
-from kitlib.tune.presence import PresenceRule, f2_curve, f2_quantile_curve, tune_presence
+from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
+from kitlib.presence import PresenceRule, f2_curve, f2_quantile_curve, tune_presence
 
 # scores, has_motor, correct of five tomograms; the F2 values below are worked out by hand
 S = np.array([0.9, 0.8, 0.7, 0.3, 0.2])

@@ -12,7 +12,7 @@ import pytest
 
 from kitlib.cli import main
 from kitlib.config import KitConfig, TrainConfig
-from kitlib.tune.z_error import error_stats, match_detection, motor_z_errors
+from kitlib.evaluation.z_error import error_stats, match_detection, motor_z_errors
 
 STRIDE = 2
 
@@ -88,7 +88,7 @@ def test_motor_z_errors_with_a_stand_in_detector():
 def tiny_run(tmp_path_factory):
     """A tiny synthetic competition folder, 2 folds, and one tiny 1-epoch model copied in as both folds' best.pt."""
     from kitlib.data.synth import synthesize
-    from kitlib.model.toy import make_toy_export
+    from kitlib.testing import make_toy_export
     from kitlib.model.trainer import train
 
     root = tmp_path_factory.mktemp("z_error")

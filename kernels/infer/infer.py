@@ -48,7 +48,7 @@ try:  # 1. kitlib from the src dataset (either mount layout), then the missing w
         raise FileNotFoundError(f"{ROOT}/input: no {PREFIX}-src dataset with a kitlib-*.whl attached")
     wheel = sorted(wheels)[0]
     sys.path.insert(0, wheel)
-    from kitlib.kaggle import kernel
+    from kitlib import kernel
 
     print(f"kitlib from {wheel}", flush=True)
     kernel.install_wheels(PREFIX)

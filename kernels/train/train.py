@@ -22,7 +22,7 @@ if not wheels:
     sys.exit(f"{ROOT}/input: no {PREFIX}-src dataset with a kitlib-*.whl attached")
 wheel = sorted(wheels)[0]
 sys.path.insert(0, wheel)
-from kitlib.kaggle import kernel  # noqa: E402
+from kitlib import kernel  # noqa: E402
 
 print(f"kitlib from {wheel}", flush=True)
 kernel.install_wheels(PREFIX)

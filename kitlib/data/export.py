@@ -38,11 +38,11 @@ from kitlib.data.layout import CompetitionData
 from kitlib.data.tomogram import iter_tomograms
 from kitlib.preprocess import normalize_tomogram, resample_factor, resample_volume, resampled_shape, stack_indices
 from kitlib.preprocess.resample import to_resampled
+from kitlib.preprocess.zcode import encode_dz, z_span_for
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
-Z_ENC_MIN = 0.001  # 0 is reserved for "z unknown"
 
 
 @dataclass
@@ -97,7 +97,7 @@ def label_lines(
             continue
         x0, x1 = np.clip([px - box_side / 2, px + box_side / 2], 0, w)
         y0, y1 = np.clip([py - box_side / 2, py + box_side / 2], 0, h)
-        zenc = float(np.clip((dz / z_span + 1) / 2, Z_ENC_MIN, 1.0))
+        zenc = float(encode_dz(dz, z_span))
         values = [(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h, px / w, py / h, zenc]
         lines.append("0 " + " ".join(f"{v:.6f}" for v in values))
     return lines
@@ -111,7 +111,7 @@ def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: 
     if fold not in set(folds[r.tomo_id] for r in records):
         raise ValueError(f"fold {fold} holds none of the {len(records)} tomograms")
     pre, exp, seed = cfg.preprocess, cfg.export, cfg.train.seed
-    z_span = 2 * pre.stack_stride
+    z_span = z_span_for(pre.stack_stride)
     plans = []
     for rec in records:
         factor = resample_factor(rec.voxel_spacing, pre)
@@ -172,7 +172,8 @@ def crop_origin(
 
 
 def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig) -> None:
-    stride, z_span, crop = cfg.preprocess.stack_stride, 2 * cfg.preprocess.stack_stride, cfg.export.crop
+    stride, crop = cfg.preprocess.stack_stride, cfg.export.crop
+    z_span = z_span_for(stride)
     box = _box_side(plan.record, cfg)
     rng = _rng(cfg.train.seed, plan.record.tomo_id, "crop")
     for centre in plan.positives + plan.negatives:
@@ -251,7 +252,7 @@ def export_fold(
         "kpt_shape": [1, 3],
         "flip_idx": [0],
         "stack_stride": cfg.preprocess.stack_stride,
-        "z_span": 2 * cfg.preprocess.stack_stride,
+        "z_span": z_span_for(cfg.preprocess.stack_stride),
         "target_spacing": cfg.preprocess.target_spacing,
         "imgsz": cfg.export.imgsz,
         "crop": cfg.export.crop,

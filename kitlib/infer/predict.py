@@ -23,7 +23,7 @@ from kitlib.data.tomogram import iter_tomograms
 from kitlib.infer.budget import BudgetPlanner
 from kitlib.infer.locate import Detector, locate_motor
 from kitlib.infer.tta import View
-from kitlib.tune.presence import PresenceRule
+from kitlib.presence import PresenceRule
 
 # Where each tomogram's time went (wall seconds): reading in the background, waiting for it, then `locate_motor`'s stages.
 STAGE_COLUMNS = ("read_s", "wait_s", "normalize_s", "model_s", "fusion_s")

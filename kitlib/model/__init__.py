@@ -6,7 +6,6 @@ Public API (imported lazily: ``import kitlib.model`` does not import torch or ul
   `epochs_trained` tells how many epochs the run that wrote a checkpoint trained;
 - `build_model`, `load_3ch_weights`, `ZModel` (kitlib.model.build); `ZHead` (head); `ZLoss` (loss);
   `ZTrainer` (trainer); `ZValidator` (validator);
-- `encode_dz`, `decode_zenc`, `z_span_for` (kitlib.model.zcode, pure numpy).
 Every submodule that imports ultralytics calls `kitlib.runtime.prepare()` first.
 """
 
@@ -26,9 +25,6 @@ _LAZY = {
     "load_kit_checkpoint": "kitlib.model.build",
     "ZHead": "kitlib.model.head",
     "ZLoss": "kitlib.model.loss",
-    "encode_dz": "kitlib.model.zcode",
-    "decode_zenc": "kitlib.model.zcode",
-    "z_span_for": "kitlib.model.zcode",
 }
 
 __all__ = sorted(_LAZY)

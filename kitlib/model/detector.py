@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: E402
 from ultralytics.utils import nms  # noqa: E402
 
 from kitlib.model.build import load_kit_checkpoint  # noqa: E402
-from kitlib.model.zcode import decode_zenc  # noqa: E402
+from kitlib.preprocess.zcode import decode_zenc  # noqa: E402
 
 PAD_VALUE = 114 / 255.0  # ultralytics' letterbox grey
 NMS_IOU = 0.7  # ultralytics' default `iou`

@@ -3,7 +3,7 @@
 `ZHead` subclasses `Detect` the way ultralytics' own OBB / Pose heads do: a third branch ``cv4`` (two 3x3 Conv and a
 1x1 conv to one channel per level) whose output joins the prediction dict as ``"z"`` (raw logits, shape
 ``(B, 1, anchors)``). In inference the decoded output is ``(B, 4 + nc + 1, anchors)``: xywh boxes, class scores, then
-``sigmoid(z)`` = zenc in (0, 1), the z offset normalised to the stack span (see `kitlib.model.zcode`).
+``sigmoid(z)`` = zenc in (0, 1), the z offset normalised to the stack span (see `kitlib.preprocess.zcode`).
 
 Because z is appended after the class scores, NMS must be called with the real ``nc`` (with ``nc=0`` ultralytics
 would read the z channel as a second class).

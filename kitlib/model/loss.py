@@ -1,7 +1,7 @@
 """Detection loss (box, cls, dfl) plus a z term on the anchors the task-aligned assigner matched.
 
 The z target comes from the third value of each label's single pose point (zenc in (0, 1], 0 = unknown, see
-`kitlib.model.zcode`); ultralytics' pose dataset moves the point with its box through mosaic / affine / flips and
+`kitlib.preprocess.zcode`); ultralytics' pose dataset moves the point with its box through mosaic / affine / flips and
 zeroes it when the point leaves the frame. The visibility BCE of ultralytics' pose loss is not used: z is regressed.
 
 z loss = smooth-L1 between 2 * sigmoid(z_logit) and 2 * zenc (the offset in units of z_span), on foreground anchors

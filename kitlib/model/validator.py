@@ -22,7 +22,7 @@ from ultralytics.models.yolo.detect import DetectionValidator  # noqa: E402
 from ultralytics.utils import RANK, nms, ops  # noqa: E402
 from ultralytics.utils.metrics import DetMetrics, box_iou  # noqa: E402
 
-from kitlib.model.zcode import decode_zenc  # noqa: E402
+from kitlib.preprocess.zcode import decode_zenc  # noqa: E402
 
 DZ_KEY = "metrics/dz_med(slices)"
 MATCH_IOU = 0.5

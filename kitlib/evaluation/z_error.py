@@ -28,8 +28,8 @@ from kitlib.infer.locate import Detector, detections_to_points
 from kitlib.infer.predict import load_detectors
 from kitlib.infer.tta import View
 from kitlib.preprocess import make_stacks, normalize_tomogram, resample_factor, resample_volume, to_resampled
-from kitlib.tune.local_score import fold_weights
-from kitlib.tune.plots import plot_z_error
+from kitlib.evaluation.local_score import fold_weights
+from kitlib.evaluation.plots import plot_z_error
 
 ERROR_COLUMNS = ("offset", "z_head", "baseline")  # centre - true z, |centre + dz - true z|, |centre - true z|
 

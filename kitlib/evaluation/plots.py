@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kitlib.tune.presence import PresenceRule, f2_curve, f2_quantile_curve
+from kitlib.presence import PresenceRule, f2_curve, f2_quantile_curve
 
 
 def plot_f2_curve(
@@ -95,7 +95,7 @@ def plot_detections(candidates, solution, rule: PresenceRule, path: str | Path) 
 
 
 def plot_z_error(errors: np.ndarray, path: str | Path) -> Path:
-    """|z error| against the stack centre's offset from the true motor (`kitlib.tune.z_error` rows: offset, z-head
+    """|z error| against the stack centre's offset from the true motor (`kitlib.evaluation.z_error` rows: offset, z-head
     error, baseline error): every matched detection as a point, the median per whole-slice offset as a line."""
     offset, head, base = np.asarray(errors, np.float64).reshape(-1, 3).T
     fig = Figure(figsize=(7, 4.2), layout="constrained")

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from kitlib.data.errors import DataError
-from kitlib.kaggle import api, bundle
+from kitlib.kaggle import api
 from kitlib.kaggle.errors import KaggleError
-from kitlib.kaggle.kernels import render_kernel_metadata
+from kitlib.release import bundle
+from kitlib.release.kernels import render_kernel_metadata
 
 BUILD = bundle.REPO_ROOT / "build"
 KERNELS = bundle.REPO_ROOT / "kernels"

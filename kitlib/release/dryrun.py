@@ -1,7 +1,7 @@
 """`make dry-run`: run a kernel of `kernels/` locally the way Kaggle runs it, then validate and score its output.
 
 Real: the kernel script, unchanged (copied by `render_kernel_metadata`, which also checks its metadata template); the
-three bundles as `kitlib.kaggle.bundle` builds them; JPEG tomograms in the competition's exact layout (synthetic,
+three bundles as `kitlib.release.bundle` builds them; JPEG tomograms in the competition's exact layout (synthetic,
 size tiny); the Kaggle mount layout `<root>/input/competitions/<slug>/`, `<root>/input/datasets/<owner>/<slug>/`,
 `<root>/working/` (the script runs in `working/`, with `KIT_KAGGLE_ROOT=<root>`).
 
@@ -19,7 +19,7 @@ Simulated:
 Bundles: those already built under `bundles` (default `build/datasets/`, i.e. what `make push-dataset` would upload)
 are used as they are; missing ones are built into the workspace: `src` from the working tree, `wheels` with
 `pip download` (cached in `build/dryrun/cache/wheels`, reused while the pins are unchanged), `weights` as an untrained
-scale-n z-head checkpoint (`tiny_weights`), which makes the run a plumbing check whose score means nothing.
+scale-n z-head checkpoint (`kitlib.testing.tiny_run`), which makes the run a plumbing check whose score means nothing.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kitlib.config import COMPETITION_SLUG, KitConfig
+from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
-from kitlib.kaggle import bundle
-from kitlib.kaggle.kernel import installed_version, read_requirements
-from kitlib.kaggle.kernels import render_kernel_metadata
+from kitlib.release import bundle
+from kitlib.kernel import installed_version, read_requirements
+from kitlib.release.kernels import render_kernel_metadata
+from kitlib.testing import tiny_run
 
 DRYRUN = bundle.REPO_ROOT / "build" / "dryrun"
 OWNER = "dry-run"
@@ -70,28 +71,6 @@ class DryRun:
 
 
 # --- bundles ---------------------------------------------------------------------------------------------------------
-
-
-def tiny_weights(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
-    """A run folder with an untrained scale-n z-head `fold0/weights/best.pt`, a quantile-0.5 presence rule and a CPU
-    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
-    import torch
-
-    from kitlib.model.build import build_model, make_kit_meta
-    from kitlib.tune.presence import PresenceRule
-
-    torch.manual_seed(seed)
-    best = run_dir / "fold0" / "weights" / "best.pt"
-    best.parent.mkdir(parents=True, exist_ok=True)
-    model = build_model("n")
-    model.kit_meta = make_kit_meta(stack_stride, 2 * stack_stride, 5, imgsz)
-    torch.save({"model": model, "kit_meta": model.kit_meta}, best)
-    PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run_dir / "presence.json")
-    cfg = KitConfig.preset("cpu")
-    cfg.preprocess.stack_stride, cfg.infer.imgsz, cfg.train.imgsz = stack_stride, imgsz, imgsz
-    cfg.infer.conf = 0.01  # an untrained model scores low: keep some detections so rows get a motor
-    cfg.save(run_dir / "config.yaml")
-    return run_dir
 
 
 def wheels_from_venv(dest: Path) -> Path:
@@ -132,7 +111,7 @@ def resolve_bundles(bundles: Path, work: Path, tiny: bool = False, cache: Path =
         elif name == "wheels":
             found[name], how = _cached_wheels(cache / "wheels"), "pip download, cached"
         else:
-            found[name] = bundle.build_weights(OWNER, work / "weights", tiny_weights(work / "tiny-run"))
+            found[name] = bundle.build_weights(OWNER, work / "weights", tiny_run(work / "tiny-run"))
             how = "an untrained tiny model: the score means nothing"
         print(f"{name:7s} {found[name]} ({how})", flush=True)
     if bundle.read_manifest(found["src"])["kit_version"] != bundle.version_stamp():

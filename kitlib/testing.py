@@ -1,4 +1,7 @@
-"""A tiny synthetic training export following the training-export contract, for tests and smoke runs.
+"""Test helpers that ship with the kit (tests, `make dry-run --tiny-weights`, `make bench`): a toy training export,
+an untrained checkpoint, a tiny run folder.
+
+`make_toy_export`: a tiny synthetic training export following the training-export contract.
 
 Each image is a 5-page uint8 TIFF: noise plus, in positive images, a bright blob whose brightness across the pages
 follows the motor's z offset from the centre slice (page k shows slice ``centre + (k - 2) * stack_stride``), so both
@@ -13,7 +16,8 @@ import cv2
 import numpy as np
 import yaml
 
-from kitlib.model.zcode import encode_dz, z_span_for
+from kitlib.config import KitConfig
+from kitlib.preprocess.zcode import encode_dz, z_span_for
 
 
 def _stack(rng: np.random.Generator, size: int, motor: tuple[float, float, float] | None, stride: int, box: int):
@@ -81,3 +85,25 @@ def make_toy_export(
     out = root / "dataset.yaml"
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
+
+
+def tiny_run(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
+    """A run folder with an untrained scale-n z-head `fold0/weights/best.pt`, a quantile-0.5 presence rule and a CPU
+    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+    import torch
+
+    from kitlib.model.build import build_model, make_kit_meta
+    from kitlib.presence import PresenceRule
+
+    torch.manual_seed(seed)
+    best = run_dir / "fold0" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    model = build_model("n")
+    model.kit_meta = make_kit_meta(stack_stride, 2 * stack_stride, 5, imgsz)
+    torch.save({"model": model, "kit_meta": model.kit_meta}, best)
+    PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run_dir / "presence.json")
+    cfg = KitConfig.preset("cpu")
+    cfg.preprocess.stack_stride, cfg.infer.imgsz, cfg.train.imgsz = stack_stride, imgsz, imgsz
+    cfg.infer.conf = 0.01  # an untrained model scores low: keep some detections so rows get a motor
+    cfg.save(run_dir / "config.yaml")
+    return run_dir

@@ -21,8 +21,8 @@ from kitlib.data.layout import CompetitionData
 from kitlib.infer.predict import candidates_to_submission, load_detectors, predict_tomograms
 from kitlib.infer.tta import parse_views
 from kitlib.metric import breakdown, summarize
-from kitlib.tune.plots import plot_f2_curve, plot_score_hist
-from kitlib.tune.presence import tune_presence
+from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
+from kitlib.presence import tune_presence
 
 
 def fold_weights(run_dir: Path, fold: int) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData, find_competition_root, find_dataset, kaggle_root
-from kitlib.kaggle.bundle import DEFAULT_PREFIX, MANIFEST_FILE, dataset_slug, sha256
+from kitlib.release.bundle import DEFAULT_PREFIX, MANIFEST_FILE, dataset_slug, sha256
 
 REPORT_FILE = "kernel_report.json"
 
@@ -114,7 +114,7 @@ def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | N
     from kitlib.config import KitConfig
     from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
     from kitlib.infer.tta import default_view_order, parse_views
-    from kitlib.tune.presence import PresenceRule
+    from kitlib.presence import PresenceRule
 
     folder = find_dataset(dataset_slug("weights", prefix))
     verify_manifest(folder)

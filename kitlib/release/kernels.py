@@ -20,7 +20,7 @@ from typing import Any
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
-from kitlib.kaggle.templates import render_template, write_json
+from kitlib.release.templates import render_template, write_json
 
 TEMPLATE_FILE = "kernel-metadata.template.json"
 METADATA_FILE = "kernel-metadata.json"

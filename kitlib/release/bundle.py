@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kitlib.data.errors import DataError
-from kitlib.kaggle.templates import render_template, write_json
+from kitlib.release.templates import render_template, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET_NAMES = ("src", "wheels", "weights")
@@ -169,7 +169,7 @@ def build_kitlib_wheel(root: Path, out_dir: Path) -> Path:
     ]
     dist_info = f"kitlib-{version}.dist-info"
     entries.append((f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: kitlib\nVersion: {version}\n".encode()))
-    wheel_meta = "Wheel-Version: 1.0\nGenerator: kitlib.kaggle.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    wheel_meta = "Wheel-Version: 1.0\nGenerator: kitlib.release.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     entries.append((f"{dist_info}/WHEEL", wheel_meta.encode()))
     return write_wheel(out_dir / f"kitlib-{version}-py3-none-any.whl", entries, dist_info)
 

@@ -1,0 +1,1 @@
+"""Release tooling: the three Kaggle dataset bundles, kernel metadata from templates, and `make dry-run`."""

@@ -12,21 +12,21 @@ import polars as pl
 
 from kitlib.config import KitConfig
 from kitlib.data.layout import CompetitionData
-from kitlib.infer.predict import STAGE_COLUMNS, predict_tomograms
-from kitlib.infer.tta import parse_views
+from kitlib.infer.predict import STAGE_COLUMNS
 
 UNTRAINED = "untrained (random init) default-scale model: inference speed does not depend on the weights"
 
 
-def untrained_detector(cfg: KitConfig):
-    """A `ZDetector` around a freshly initialised model of `cfg.model.scale`, as `ZDetector.load` would build it."""
-    from kitlib.model.build import build_model, make_kit_meta
-    from kitlib.model.detector import ZDetector
+def untrained_predictor(cfg: KitConfig, work: Path):
+    """A `Predictor` (built the way every entry point builds one) around a freshly initialised checkpoint of
+    `cfg.model.scale` at `cfg.model.imgsz`, written to `work`."""
+    from kitlib.infer.predictor import Predictor
+    from kitlib.testing import untrained_checkpoint
 
-    stride, channels = cfg.preprocess.stack_stride, cfg.preprocess.channels
-    model = build_model(cfg.model.scale, channels=channels).fuse(verbose=False)
-    meta = make_kit_meta(stride, 2 * stride, channels, cfg.infer.imgsz)
-    return ZDetector(model, meta, device=cfg.infer.device, half=cfg.infer.half)
+    pre = cfg.preprocess
+    ckpt = untrained_checkpoint(Path(work) / "untrained.pt", cfg.model.imgsz, pre.stack_stride, cfg.model.scale,
+                                pre.channels)
+    return Predictor.from_run([ckpt], config=cfg, need_rule=False)
 
 
 def rss_mb() -> float:
@@ -61,18 +61,19 @@ def hidden_read_fraction(candidates: pl.DataFrame) -> float | None:
     return 1 - float(later["wait_s"].sum()) / read if read > 0 else None
 
 
-def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig) -> dict:
+def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig, work: Path) -> dict:
     """Seconds per tomogram (model loaded and warmed up beforehand), the stage split, memory and the plan used."""
     import torch
 
-    detector = untrained_detector(cfg)
-    shape = (cfg.infer.imgsz, cfg.infer.imgsz, cfg.preprocess.channels)
+    predictor = untrained_predictor(cfg, work)
+    detector = predictor.detectors[0]
+    shape = (detector.imgsz, detector.imgsz, cfg.preprocess.channels)
     detector.predict(np.zeros(shape, np.uint8), conf=cfg.infer.conf)  # warm-up: one-off kernel selection
     if detector.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(detector.device)
     rss_before = rss_mb()
     started = time.perf_counter()
-    candidates = predict_tomograms(data, "test", tomo_ids, [detector], cfg, parse_views(cfg.infer.tta), progress=False)
+    candidates = predictor.predict_tomograms(data, "test", tomo_ids, progress=False)
     total = time.perf_counter() - started
     errors = candidates["error"].drop_nulls().to_list()
     if errors:

@@ -33,13 +33,10 @@ def bench_configs() -> list[KitConfig]:
     """The default config on the CPU in fp32, plus CUDA in fp16 when a GPU is present."""
     import torch
 
-    cpu = KitConfig.preset("default")
-    cpu.infer.device, cpu.infer.half = "cpu", False
-    configs = [cpu]
+    default = KitConfig.preset("default")
+    configs = [default.override({"infer": {"device": "cpu", "half": False}}, "bench")]
     if torch.cuda.is_available():
-        gpu = KitConfig.preset("default")
-        gpu.infer.device, gpu.infer.half = "0", True
-        configs.append(gpu)
+        configs.append(default.override({"infer": {"device": "0", "half": True}}, "bench"))
     return configs
 
 
@@ -51,7 +48,7 @@ def run_bench(cache: Path, size: str, n: int, quick: bool) -> dict:
     data, tomo_ids = bench_data(cache, size, n)
     folders = [data.split_dir("test") / t for t in tomo_ids]
     configs = bench_configs()
-    runs = [run_pipeline(data, tomo_ids, cfg) for cfg in configs]
+    runs = [run_pipeline(data, tomo_ids, cfg, cache) for cfg in configs]
     floor = decode_floor(folders)
     shape = tomogram_shape(folders[0])
     tomo_mb = shape[0] * shape[1] * shape[2] / 2**20
@@ -72,7 +69,8 @@ def run_bench(cache: Path, size: str, n: int, quick: bool) -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "git_commit": git_commit(),
-        "model": {"scale": configs[0].model.scale, "note": UNTRAINED, "imgsz": infer.imgsz, "batch": infer.batch,
+        "model": {"scale": configs[0].model.scale, "note": UNTRAINED, "imgsz": configs[0].model.imgsz,
+                  "batch": infer.batch,
                   "slice_step": infer.slice_step, "tta": list(infer.tta), "decode_threads": infer.decode_threads},
         "runs": runs,
     }

@@ -33,18 +33,36 @@ def _score(args: argparse.Namespace) -> int:
 def _folds(args: argparse.Namespace) -> int:
     from kitlib.data.folds import resolve_folds
     from kitlib.data.labels import load_labels
-    from kitlib.data.layout import CompetitionData, find_competition_root
 
-    data = CompetitionData(find_competition_root(args.data))
+    data = _data(args)
     folds, path = resolve_folds(data.root, load_labels(data.labels_csv), args.k, args.seed, args.out)
     print(f"{len(folds)} tomograms in {args.k} folds: {path}")
     return 0
 
 
-def _config(args: argparse.Namespace):
-    from kitlib.config import KitConfig
+def _new_config(args: argparse.Namespace):
+    """The config of a new run: --config merged onto --preset (default: `default`), then --set, then --device."""
+    from kitlib.config import KitConfig, parse_overrides
 
-    return KitConfig.load(args.config) if args.config else KitConfig.preset(args.preset)
+    base = KitConfig.preset(args.preset or "default")
+    cfg = KitConfig.load(args.config, base) if args.config else base
+    cfg = cfg.override(parse_overrides(args.set), "--set")
+    device = getattr(args, "device", None)
+    if device is not None:
+        cfg = cfg.override({"train": {"device": device}, "infer": {"device": device}}, "--device")
+    return cfg
+
+
+def _run_config(args: argparse.Namespace, run):
+    """An existing run's config, unless --config / --preset replace it; then --set and --device."""
+    from kitlib.config import KitConfig, parse_overrides
+
+    if args.config or args.preset:
+        return _new_config(args)
+    cfg = run.load_config().override(parse_overrides(args.set), "--set")
+    if getattr(args, "device", None) is not None:
+        cfg = cfg.override({"train": {"device": args.device}, "infer": {"device": args.device}}, "--device")
+    return cfg
 
 
 def _data(args: argparse.Namespace):
@@ -58,72 +76,129 @@ def _export(args: argparse.Namespace) -> int:
     from kitlib.data.folds import resolve_folds
     from kitlib.data.labels import load_labels
 
-    cfg, data = _config(args), _data(args)
+    cfg, data = _new_config(args), _data(args)
     records = load_labels(data.labels_csv)
     folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, args.folds)
+    _check_fold(args.fold, folds)
     print(f"wrote {export_fold(data.root, args.out, args.fold, cfg, folds, records)}")
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from kitlib.model import train
+def _check_fold(fold: int, folds: dict[str, int]) -> None:
+    from kitlib.data.errors import DataError
 
-    cfg = _config(args)
-    for key in ("imgsz", "device", "batch"):
-        if getattr(args, key) is not None:
-            setattr(cfg.train, key, getattr(args, key))
-    cfg.train.set_length(args.epochs, args.minutes)
+    known = sorted(set(folds.values()))
+    if fold not in known:
+        raise DataError(f"--fold {fold}: no such fold (the folds are {known})")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from kitlib.data.errors import DataError
+    from kitlib.infer.predictor import resolve_device
+    from kitlib.run import new_run
+
+    export = args.data / "dataset.yaml" if args.data.is_dir() else args.data
+    is_export = export.name.endswith((".yaml", ".yml")) and export.is_file()
+    if not is_export and args.fold is None:
+        raise DataError(f"{args.data}: a competition folder needs --fold K (the fold to hold out); "
+                        f"or pass a training export's dataset.yaml")
+    changes = {"train": {}, "model": {}}
+    if args.imgsz is not None:
+        changes["model"]["imgsz"] = args.imgsz
+    if args.batch is not None:
+        changes["train"]["batch"] = args.batch
     if args.model:
-        cfg.model.scale = args.model.removeprefix("yolov8")
+        changes["model"]["scale"] = args.model.removeprefix("yolov8")
     if args.weights:
-        cfg.model.weights = str(args.weights)
-    data_yaml = args.data / "dataset.yaml" if args.data.is_dir() else args.data
-    if not args.resume:
-        cfg.save(Path(cfg.train.project) / args.run / "config.yaml")
-    print(f"best checkpoint: {train(data_yaml, cfg, args.run, resume=args.resume)}")
+        changes["model"]["weights"] = str(args.weights)
+    if args.epochs is not None:
+        changes["train"].update(epochs=args.epochs, time_budget_s=None)
+    if args.minutes is not None:
+        changes["train"]["time_budget_s"] = 60.0 * args.minutes
+    cfg = _new_config(args).override(changes, "command line")
+    run, cfg = new_run(args.run, cfg, exist_ok=args.exist_ok, resume=args.resume)
+    resolve_device(cfg.train.device, f"{run.config}: train.device")
+    if is_export:
+        from kitlib.model import train
+
+        best = train(export, cfg, run.root, resume=args.resume)
+    else:
+        from kitlib.data.labels import load_labels
+        from kitlib.evaluation.local_score import run_folds
+        from kitlib.model import train_fold
+
+        data = _data(args)
+        records = load_labels(data.labels_csv)
+        folds = run_folds(data, records, cfg, run, args.folds)
+        _check_fold(args.fold, folds)
+        best = train_fold(data, run, args.fold, cfg, folds, records, resume=args.resume)
+    print(f"best checkpoint: {best}")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
-    from kitlib.infer.tta import parse_views
-    from kitlib.presence import PresenceRule
+    from kitlib.config import KitConfig, parse_overrides
+    from kitlib.data.errors import DataError
+    from kitlib.infer.predictor import Predictor
+    from kitlib.run import open_run
 
-    cfg, data = _config(args), _data(args)
-    if args.device:
-        cfg.infer.device = args.device
-    cfg.preprocess.assumed_spacing = assumed_spacing_from_labels(data, cfg.preprocess.assumed_spacing)
-    rule = PresenceRule.load(args.presence or Path(args.weights[0]).parent / "presence.json")
-    views = parse_views(args.tta or cfg.infer.tta)
-    path, candidates = predict_split(data, args.split, load_detectors(args.weights, cfg), rule, cfg, views, args.out,
-                                     budget_s=args.budget)
-    print(f"wrote {path}: {len(candidates)} tomograms predicted, {candidates['error'].is_not_null().sum()} unreadable")
+    if not args.run and not args.weights:
+        raise DataError(f"predict: name a run (RUN=name / --run; runs: {_run_names()}) or --weights FILE ...")
+    source = args.weights or args.run
+    config = KitConfig.load(args.config, KitConfig.preset(args.preset) if args.preset else None) if args.config else None
+    predictor = Predictor.from_run(source, config=config, preset=args.preset, overrides=parse_overrides(args.set),
+                                   presence=args.presence, device=args.device, tta=args.tta)
+    out = args.out or (open_run(args.run).submission if args.run else Path("submission.csv"))
+    print(predictor.describe(), flush=True)
+    data = _data(args)
+    path, candidates = predictor.predict_split(data, args.split, out, budget_s=args.budget)
+    failed = int(candidates["error"].is_not_null().sum())
+    print(f"wrote {path}: {len(candidates)} tomograms predicted, {failed} failed (-1)")
+    if len(candidates) and failed == len(candidates):
+        print(f"error: every tomogram failed: {candidates['error'][0]}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _local_score(args: argparse.Namespace) -> int:
-    from kitlib.evaluation.local_score import format_table, local_score
+    from kitlib.evaluation.local_score import format_table, import_folds, local_score
+    from kitlib.infer.predictor import resolve_device
+    from kitlib.run import claim_run, new_run
 
-    result = local_score(_data(args), _config(args), args.run, weights=args.weights, folds_path=args.folds)
+    data = _data(args)
+    name = args.run or data.root.name
+    if args.from_folds:
+        run = claim_run(name, exist_ok=args.exist_ok, resume=args.resume)
+        import_folds(args.from_folds, run)
+        cfg = _run_config(args, run)
+        run.save_config(cfg)
+    else:
+        run, cfg = new_run(name, _new_config(args), exist_ok=args.exist_ok, resume=args.resume)
+        resolve_device(cfg.train.device, f"{run.config}: train.device")
+    result = local_score(data, cfg, run, folds_path=args.folds, resume=args.resume or bool(args.from_folds),
+                         train_missing=not args.from_folds)
     print(format_table(result))
-    print(f"wrote {Path(_config(args).train.project) / args.run / 'score.json'}")
+    print(f"wrote {run.score}, {run.presence}; next: make predict RUN={run.name} DATA=...")
     return 0
 
 
 def _z_error(args: argparse.Namespace) -> int:
-    from kitlib.config import KitConfig
     from kitlib.evaluation.z_error import format_z_table, z_error
+    from kitlib.run import open_run
 
-    cfg = _config(args)
-    run_dir = Path(cfg.train.project) / args.run
-    saved = run_dir / "config.yaml"
-    if not args.config and saved.is_file():
-        cfg = KitConfig.load(saved)  # what trained the fold models
-    if args.device:
-        cfg.infer.device = args.device
-    result = z_error(_data(args), cfg, run_dir, folds_path=args.folds)
+    run = open_run(args.run)
+    result = z_error(_data(args), _run_config(args, run), run, folds_path=args.folds)
     print(format_z_table(result))
-    print(f"wrote {run_dir / 'z_error.json'}, {result['plot']}")
+    print(f"wrote {run.z_error}, {result['plot']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kitlib.demo import run_demo
+
+    config = _new_config(args) if (args.config or args.set or args.device) else None
+    run_demo(args.data, run=args.run, preset=args.preset or "cpu", config=config, exist_ok=args.exist_ok,
+             resume=args.resume)
     return 0
 
 
@@ -131,7 +206,10 @@ def _bundle(args: argparse.Namespace) -> int:
     from kitlib.release.bundle import DEFAULT_PLATFORMS
     from kitlib.release.commands import bundle_cmd
 
-    return bundle_cmd(args.only, run=args.run, weights=args.weights, find_links=args.find_links,
+    from kitlib.run import open_run
+
+    run = open_run(args.run).root if args.run else None
+    return bundle_cmd(args.only, run=run, weights=args.weights, find_links=args.find_links,
                       python_tag=args.python_tag, platforms=args.platform or DEFAULT_PLATFORMS, prefix=args.prefix)
 
 
@@ -180,110 +258,146 @@ def _dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from kitlib.demo import run_demo
+def _run_names() -> str:
+    from kitlib.run import DEFAULT_PROJECT
 
-    run_demo(args.data, run=args.run, preset=args.preset)
-    return 0
+    names = sorted(p.parent.name for p in DEFAULT_PROJECT.glob("*/config.yaml"))
+    return ", ".join(names) or "none yet"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kitlib", description=__doc__)
+    parser = argparse.ArgumentParser(prog="motor-kit", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"motor-kit {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    p = sub.add_parser("synth", help="write a synthetic dataset in the competition layout")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n-train", type=int, default=24)
-    p.add_argument("--n-test", type=int, default=8)
-    p.add_argument("--size", choices=["tiny", "small", "real"], default="small")
-    p.add_argument("--seed", type=int, default=0)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    p = command("synth", "write a synthetic dataset in the competition layout")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (must be new or a previous synth output)")
+    p.add_argument("--n-train", type=int, default=24, help="train tomograms")
+    p.add_argument("--n-test", type=int, default=8, help="test tomograms")
+    p.add_argument("--size", choices=["tiny", "small", "real"], default="small", help="tomogram sizes")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--preview", action="store_true", help="also save PNGs of a slice through each motor")
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("score", help="score a submission CSV against a solution CSV with the competition metric")
-    p.add_argument("--solution", type=Path, required=True)
-    p.add_argument("--submission", type=Path, required=True)
+    p = command("score", "score a submission CSV against a solution CSV with the competition metric")
+    p.add_argument("--solution", type=Path, required=True, help="solution CSV (tomo_id, Motor axis 0..2, Voxel spacing)")
+    p.add_argument("--submission", type=Path, required=True, help="submission CSV")
     p.set_defaults(func=_score)
 
-    p = sub.add_parser("folds", help="write the fold assignment every tool reads")
-    p.add_argument("--data", type=Path, default=None, help="competition folder (default: under the Kaggle root)")
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None)
+    p = command("folds", "write the fold assignment every tool reads")
+    _add_data(p)
+    p.add_argument("--k", type=int, default=5, help="number of folds")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", type=Path, default=None, help="CSV to write (default: see kitlib.data.folds)")
     p.set_defaults(func=_folds)
 
-    p = sub.add_parser("export", help="write the training stacks (5-page TIFFs + pose labels with z) for one fold")
-    _add_common(p)
-    p.add_argument("--out", type=Path, required=True)
+    p = command("export", "write the training stacks (5-page TIFFs + pose labels with z) for one fold")
+    _add_data(p)
+    _add_config(p)
+    p.add_argument("--out", type=Path, required=True, help="export folder")
     p.add_argument("--fold", type=int, required=True, help="the held-out fold (becomes the validation split)")
     p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: see kitlib.data.folds)")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("train", help="train the 5-channel YOLOv8 z-head model on an export")
-    p.add_argument("--data", type=Path, required=True, help="an export folder or its dataset.yaml")
-    p.add_argument("--run", required=True, help="outputs go to runs/<run>/")
-    p.add_argument("--model", default=None, help="yolov8n / s / m / l / x")
+    p = command("train", "train one fold (a competition folder and --fold) or on a training export")
+    p.add_argument("--data", type=Path, required=True, help="competition folder, or an export folder / dataset.yaml")
+    p.add_argument("--fold", type=int, default=None, help="the fold to hold out (with a competition folder)")
+    p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the run's, else see kitlib.data.folds)")
+    _add_run(p, required=True)
+    p.add_argument("--model", default=None, help="yolov8n / s / m / l / x (default: the config's)")
     p.add_argument("--weights", type=Path, default=None, help="local 3-channel YOLOv8 .pt to adapt to 5 channels")
     p.add_argument("--epochs", type=int, default=None, help="a fixed epoch count (replaces the config's time budget)")
     p.add_argument("--minutes", type=float, default=None, help="train this long instead: epochs are re-estimated")
-    p.add_argument("--imgsz", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for DDP")
-    p.add_argument("--resume", action="store_true", help="continue runs/<run>/weights/last.pt")
+    p.add_argument("--imgsz", type=int, default=None, help="training size (default: the config's model.imgsz)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
+    p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for DDP (default: the config's)")
     _add_config(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("predict", help="write a submission for a split")
-    _add_common(p)
-    p.add_argument("--split", choices=["train", "test"], default="test")
-    p.add_argument("--weights", type=Path, nargs="+", required=True, help="one checkpoint per fold (an ensemble)")
-    p.add_argument("--presence", type=Path, default=None, help="presence rule (default: presence.json beside weights)")
-    p.add_argument("--out", type=Path, default=Path("submission.csv"))
-    p.add_argument("--tta", nargs="+", default=None, help="TTA view names (default: the config's)")
-    p.add_argument("--device", default=None)
+    p = command("predict", "write a submission for a split with a run's fold models and presence rule")
+    _add_data(p)
+    p.add_argument("--run", default=None, help="run name or folder (its checkpoints, config.yaml, presence.json)")
+    p.add_argument("--weights", type=Path, nargs="+", default=None, help="these checkpoints instead of the run's")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="which split to predict")
+    p.add_argument("--presence", type=Path, default=None, help="presence rule JSON (default: the run's)")
+    p.add_argument("--out", type=Path, default=None, help="submission CSV (default: the run's submission.csv)")
+    p.add_argument("--tta", nargs="+", default=None, help="TTA view names (default: the config's infer.tta)")
+    p.add_argument("--device", default=None, help="cpu, 0 or auto (default: the config's infer.device)")
     p.add_argument("--budget", type=float, default=None, help="seconds for the whole split: shed views, widen step")
+    _add_config(p, "the run's config.yaml")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("local-score", help="train per fold, predict held-out folds, tune presence, score OOF")
-    _add_common(p)
-    p.add_argument("--run", default="local")
-    p.add_argument("--weights", type=Path, nargs="+", default=None, help="score these weights instead of training")
-    p.add_argument("--folds", type=Path, default=None)
+    p = command("local-score", "train per fold, predict held-out folds, tune presence, score OOF")
+    _add_data(p)
+    p.add_argument("--run", default=None, help="run name or folder (default: the data folder's name)")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run of that name")
+    p.add_argument("--resume", action="store_true", help="continue an existing run: finished folds are kept")
+    p.add_argument("--from-folds", type=Path, nargs="+", default=None,
+                   help="score fold checkpoints trained elsewhere (the train kernel's outputs: fold<k>.pt, "
+                        "config.yaml, folds.csv) instead of training")
+    p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the run's, else see kitlib.data.folds)")
+    p.add_argument("--device", default=None, help="cpu or 0 for training and prediction (default: the config's)")
+    _add_config(p)
     p.set_defaults(func=_local_score)
 
-    p = sub.add_parser("z-error", help="out-of-fold |z error| of the run's fold models: z-head vs centre slice only")
-    _add_common(p)
-    p.add_argument("--run", default="demo", help="runs/<run>/fold*/weights/best.pt; config.yaml there unless --config")
-    p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the one the run's score.json names)")
-    p.add_argument("--device", default=None)
+    p = command("z-error", "out-of-fold |z error| of the run's fold models: z-head vs centre slice only")
+    _add_data(p)
+    p.add_argument("--run", required=True, help="run name or folder")
+    p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the run's)")
+    p.add_argument("--device", default=None, help="cpu or 0 (default: the run's infer.device)")
+    _add_config(p, "the run's config.yaml")
     p.set_defaults(func=_z_error)
 
-    p = sub.add_parser("demo", help="synthesise data (or use --data), local-score, predict test, score it")
+    p = command("demo", "synthesise data (or use --data), local-score, predict test, score it")
     p.add_argument("--data", type=Path, default=None, help="competition folder (default: synthesise data/demo)")
-    p.add_argument("--run", default="demo")
-    p.add_argument("--preset", choices=["default", "cpu"], default="cpu")
+    p.add_argument("--run", default="demo", help="run name or folder")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run of that name")
+    p.add_argument("--resume", action="store_true", help="continue an existing run: finished folds are kept")
+    p.add_argument("--device", default=None, help="cpu or 0 (default: the preset's)")
+    _add_config(p, "cpu")
     p.set_defaults(func=_demo)
 
-    add_kaggle_commands(sub)
+    add_kaggle_commands(sub, command)
     return parser
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=["default", "cpu"], default="default", help="config preset")
-    p.add_argument("--config", type=Path, default=None, help="a config YAML (overrides --preset)")
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("kitlib")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None, help="competition folder (default: under the Kaggle root)")
-    _add_config(p)
 
 
-def add_kaggle_commands(sub) -> None:
+def _add_run(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--run", required=required, help="run name (runs/<name>) or folder")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run of that name")
+    p.add_argument("--resume", action="store_true", help="continue runs/<run>'s last.pt with its own config")
+
+
+def _add_config(p: argparse.ArgumentParser, default: str = "default") -> None:
+    p.add_argument("--preset", choices=["default", "cpu"], default=None,
+                   help=f"config preset (when not given: {default})")
+    p.add_argument("--config", type=Path, default=None, help="a config YAML, merged onto the preset (may be partial)")
+    p.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                   help="override one setting, repeatable (e.g. --set infer.batch=8)")
+
+
+def add_kaggle_commands(sub, command) -> None:
     datasets = ["src", "wheels", "weights"]
-    p = sub.add_parser("bundle", help="build the src / wheels / weights Kaggle datasets under build/datasets/")
-    p.add_argument("--only", nargs="+", choices=datasets, default=datasets)
-    p.add_argument("--run", type=Path, default=None, help="run folder: fold*/weights/best.pt, presence.json, config.yaml")
-    p.add_argument("--weights", type=Path, nargs="+", default=None, help="these checkpoints instead of every fold's best.pt")
+    p = command("bundle", "build the src / wheels / weights Kaggle datasets under build/datasets/")
+    p.add_argument("--only", nargs="+", choices=datasets, default=datasets, help="which datasets")
+    p.add_argument("--run", default=None, help="run name or folder: its fold checkpoints, presence.json, config.yaml")
+    p.add_argument("--weights", type=Path, nargs="+", default=None, help="these checkpoints instead of the run's")
     p.add_argument("--find-links", type=Path, default=None, help="take wheels from this folder only (no package index)")
     p.add_argument("--python-tag", default="cp311", help="the kernel's Python, as a wheel tag")
     p.add_argument("--platform", action="append", default=None,
@@ -291,56 +405,62 @@ def add_kaggle_commands(sub) -> None:
     p.add_argument("--prefix", default="motor-kit", help="dataset slugs <prefix>-src, <prefix>-wheels, <prefix>-weights")
     p.set_defaults(func=_bundle)
 
-    p = sub.add_parser("push-dataset", help="create or version the built datasets on Kaggle; wait until ready")
-    p.add_argument("--only", nargs="+", choices=datasets, default=datasets)
-    p.add_argument("--no-wait", action="store_true")
+    p = command("push-dataset", "create or version the built datasets on Kaggle; wait until ready")
+    p.add_argument("--only", nargs="+", choices=datasets, default=datasets, help="which datasets")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for 'ready'")
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for 'ready'")
     p.set_defaults(func=_push_dataset)
 
-    p = sub.add_parser("push-kernel", help="render kernels/<kernel>/ metadata and push a new version")
+    p = command("push-kernel", "render kernels/<kernel>/ metadata and push a new version")
     p.add_argument("kernel", help="folder under kernels/, e.g. infer")
     p.add_argument("--prefix", default="motor-kit", help="the datasets' slug prefix")
     p.set_defaults(func=_push_kernel)
 
-    p = sub.add_parser("kernel-status", help="status of the kernel's latest version (a failed run exits 1)")
+    p = command("kernel-status", "status of the kernel's latest version (a failed run exits 1)")
     p.add_argument("kernel", help="folder under kernels/ (its last push) or owner/slug")
     p.add_argument("--wait", action="store_true", help="poll until it completes, fails or is cancelled")
-    p.add_argument("--timeout", type=float, default=12 * 3600)
+    p.add_argument("--timeout", type=float, default=12 * 3600, help="seconds to wait")
     p.set_defaults(func=_kernel_status)
 
-    p = sub.add_parser("kernel-output", help="download the kernel's output files and log")
+    p = command("kernel-output", "download the kernel's output files and log")
     p.add_argument("kernel", help="folder under kernels/ (its last push) or owner/slug")
     p.add_argument("--out", type=Path, default=None, help="default: build/kernels/<kernel>/output")
     p.set_defaults(func=_kernel_output)
 
-    p = sub.add_parser("submit", help="submit a kernel version (default: the last pushed, once complete)")
+    p = command("submit", "submit a kernel version (default: the last pushed, once complete)")
     p.add_argument("kernel", help="folder under kernels/ (its last push) or owner/slug with --version")
-    p.add_argument("--version", type=int, default=None)
-    p.add_argument("--message", default=None)
+    p.add_argument("--version", type=int, default=None, help="kernel version (default: the last pushed)")
+    p.add_argument("--message", default=None, help="submission description")
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser("submissions", help="latest submissions with public and private scores")
+    p = command("submissions", "latest submissions with public and private scores")
     p.set_defaults(func=_submissions)
 
-    p = sub.add_parser("dry-run", help="run a kernel locally as Kaggle would (offline, simulated image), then score it")
-    p.add_argument("kernel", nargs="?", default="infer", help="folder under kernels/ (default: infer)")
+    p = command("dry-run", "run a kernel locally as Kaggle would (offline, simulated image), then score it")
+    p.add_argument("kernel", nargs="?", default="infer", help="folder under kernels/")
     p.add_argument("--bundles", type=Path, default=Path("build/datasets"),
                    help="built datasets to use (missing ones are built for the dry run)")
-    p.add_argument("--out", type=Path, default=None, help="workspace (default: build/dryrun/<kernel>, replaced)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="workspace (default: build/dryrun/<kernel>; must be new or an earlier dry run's)")
     p.add_argument("--reuse-venv", action="store_true", help="run the kernel with this venv instead of a fresh one")
     p.add_argument("--tiny-weights", action="store_true", help="an untrained tiny model even if weights are built")
     p.add_argument("--n-test", type=int, default=4, help="synthetic test tomograms")
     p.set_defaults(func=_dry_run)
 
 
-
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error is one line on stderr and exit 2 (a Kaggle server error: exit 1)."""
+    from kitlib.config import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as e:
+    except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KaggleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -8,6 +8,7 @@ produced it.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,9 @@ class ExportConfig:
     neg_ratio: float = 1.0  # negatives kept per positive, at most
     box_angstrom: float = 1000.0  # box side in A (the hit radius); `box_px` overrides it
     box_px: int | None = None
-    imgsz: int | None = None  # None keeps full slices; else longest side is resized to this
-    # Square windows of this side cut at full resolution instead of whole slices (exclusive with imgsz): positives
-    # hold their motor at a random place, negatives are anywhere. Predict on whole slices at their own size then.
+    # Whole slices are written resized to `model.imgsz` (the training size: no pixel is stored that training cannot
+    # see). `crop`: square windows of this side cut at full resolution instead: positives hold their motor at a
+    # random place, negatives are anywhere. Predict on whole slices at their own size then.
     crop: int | None = None
 
 
@@ -56,6 +57,7 @@ class ModelConfig:
     """The 5-channel YOLOv8 with a z-head."""
 
     scale: str = "n"  # n/s/m/l/x of ultralytics' yolov8 yaml
+    imgsz: int = 640  # training size (longest side); the checkpoint records it and inference uses it
     width: float | None = None  # replaces the scale's channel multiple (n: 0.25); 0.125 halves yolov8n's channels
     weights: str | None = None  # optional local 3-channel YOLOv8 .pt to adapt to 5 channels
     z_loss_gain: float = 1.0
@@ -69,7 +71,6 @@ class TrainConfig:
     # Train for this many seconds instead (None: a fixed `epochs`): ultralytics re-estimates the epoch count, and with
     # it the lr schedule and where mosaic closes, after every epoch; a slow machine trains fewer epochs in that time.
     time_budget_s: float | None = None
-    imgsz: int = 640
     batch: int = 16
     nbs: int = 64  # nominal batch: gradients accumulate over nbs / batch batches per optimizer step
     device: str = "0"
@@ -89,14 +90,6 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     val: bool = True  # validate every epoch (False: only after the last one, which is then also best.pt)
     seed: int = 0
-    project: str = "runs"
-
-    def set_length(self, epochs: int | None = None, minutes: float | None = None) -> None:
-        """Train for `epochs`, or for `minutes` (the epoch count is then re-estimated); None keeps the current."""
-        if epochs is not None:
-            self.epochs, self.time_budget_s = epochs, None
-        if minutes is not None:
-            self.time_budget_s = 60.0 * minutes
 
     def length(self) -> str:
         """How long a fold trains, in words: "60 epochs" or "7 min (epochs fitted to the time)"."""
@@ -114,12 +107,11 @@ class InferConfig:
     conf: float = 0.05  # detections below this are dropped before fusion
     device: str = "0"
     half: bool = True  # fp16 on CUDA (ignored on CPU)
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the checkpoint's training size (set it to predict at another size)
     tta: tuple[str, ...] = ("identity",)  # names from kitlib.infer.tta.VIEWS
     fuse_radius_factor: float = 0.5  # cluster radius as a fraction of the hit radius
     per_view: int = 3  # centre slices per view on which a real motor is expected to fire (fusion's support count)
     top_k: int = 5
-    time_budget_s: float = 9.0 * 3600  # kernel budget, well under Kaggle's 12 h
     decode_threads: int = 8
 
 
@@ -158,12 +150,12 @@ class KitConfig:
             # to keep z's share of the gradient; 8 TTA views (measured: +0.04 OOF F2 over 4).
             return cls(
                 preprocess=PreprocessConfig(stack_stride=3),
-                export=ExportConfig(imgsz=160, positives_per_motor=4, negatives_per_tomo=3),
-                model=ModelConfig(z_loss_gain=2.0),
-                train=TrainConfig(epochs=60, time_budget_s=420.0, imgsz=160, batch=16, nbs=16, device="cpu", workers=2,
+                export=ExportConfig(positives_per_motor=4, negatives_per_tomo=3),
+                model=ModelConfig(imgsz=160, z_loss_gain=2.0),
+                train=TrainConfig(epochs=60, time_budget_s=420.0, batch=16, nbs=16, device="cpu", workers=2,
                                   patience=100, close_mosaic=8, warmup_epochs=1.0, val=False, scale=0.2, flipud=0.5,
                                   cls_gain=2.0),
-                infer=InferConfig(device="cpu", half=False, imgsz=160, batch=64, slice_step=4, decode_threads=2,
+                infer=InferConfig(device="cpu", half=False, batch=64, slice_step=4, decode_threads=2,
                                   tta=("identity", "flip_lr", "flip_ud", "rot90", "rot270", "transpose", "zrev",
                                        "rot180+zrev")),
                 tune=TuneConfig(bootstrap=300, n_folds=2),
@@ -171,43 +163,192 @@ class KitConfig:
         raise ValueError(f"unknown preset {name!r}: choose 'default' or 'cpu'")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["infer"]["tta"] = list(data["infer"]["tta"])
+        return data
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "KitConfig":
-        """Build from a (possibly partial) nested dict; unknown keys are an error, not silently dropped."""
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            section = d.get(f.name) or {}
-            sub_cls = type(getattr(cls(), f.name))
-            known = {sf.name for sf in dataclasses.fields(sub_cls)}
-            unknown = set(section) - known
-            if unknown:
-                raise ValueError(f"unknown config keys in [{f.name}]: {sorted(unknown)}")
-            if "tta" in section:
-                section = {**section, "tta": tuple(section["tta"])}
-            kwargs[f.name] = sub_cls(**section)
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise ValueError(f"unknown config sections: {sorted(extra)}")
-        return cls(**kwargs)
+    def from_dict(cls, d: Any, source: str = "config", base: "KitConfig | None" = None) -> "KitConfig":
+        """A validated config from a (possibly partial) nested dict merged onto `base` (default: the defaults).
+
+        Raises `ConfigError` "<source>: <section>.<key>: <problem>" for unknown sections or keys, wrong types and
+        values out of range.
+        """
+        return (base or cls()).override(d, source)
+
+    def override(self, changes: Any, source: str = "config") -> "KitConfig":
+        """A new, validated config with the nested `changes` (`{"infer": {"batch": 8}}`) applied; self is unchanged."""
+        if changes is None:
+            changes = {}
+        if not isinstance(changes, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {type(changes).__name__}")
+        sections = {f.name: f for f in dataclasses.fields(self)}
+        new = {}
+        for name, value in _migrate(changes, source).items():
+            if name not in sections:
+                raise ConfigError(f"{source}: unknown section {name!r} (sections: {', '.join(sections)})")
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: section {name!r} must be a mapping of keys, got {value!r}")
+            new[name] = _override_section(getattr(self, name), value, f"{source}: {name}")
+        cfg = dataclasses.replace(self, **new)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        """Raise `ConfigError` naming `source` and the key if a value is out of range or two values disagree."""
+        for name, (low, high) in _RANGES.items():
+            section, key = name.split(".")
+            value = getattr(getattr(self, section), key)
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise ConfigError(f"{source}: {name}: must be {bounds}, got {value!r}")
+        for name, choices in _CHOICES.items():
+            section, key = name.split(".")
+            value = getattr(getattr(self, section), key)
+            if value not in choices:
+                raise ConfigError(f"{source}: {name}: must be one of {list(choices)}, got {value!r}")
+        p = self.preprocess
+        if p.clip_low >= p.clip_high:
+            raise ConfigError(f"{source}: preprocess.clip_low ({p.clip_low}) must be below clip_high ({p.clip_high})")
+        if not self.infer.tta:
+            raise ConfigError(f"{source}: infer.tta: name at least one view (e.g. [identity])")
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
-        data["infer"]["tta"] = list(data["infer"]["tta"])
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "KitConfig":
+    def load(cls, path: str | Path, base: "KitConfig | None" = None) -> "KitConfig":
+        """Read a config YAML, merged onto `base` (default: the defaults); a partial file changes only its keys."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"{path}: cannot read config: {e}") from e
+            data = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from e
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from e
+        if data is None:
+            raise ConfigError(f"{path}: empty config file (write the keys to change, e.g. 'train: {{epochs: 10}}')")
+        return cls.from_dict(data, str(path), base)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, said in one line that names the file (or option) and the key."""
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """`["infer.batch=8", "infer.tta=[identity,flip_lr]"]` -> `{"infer": {"batch": 8, "tta": [...]}}`; values are
+    YAML (so `8` is a number, `null` is None)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ConfigError(f"--set {item}: expected section.key=value, e.g. --set infer.batch=8")
         try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from e
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+# Values a config can hold: (low, high) inclusive bounds (None: unbounded above) and fixed choices.
+_RANGES: dict[str, tuple[float, float | None]] = {
+    "preprocess.clip_low": (0, 100), "preprocess.clip_high": (0, 100), "preprocess.sample_step": (1, None),
+    "preprocess.target_spacing": (1e-6, None), "preprocess.assumed_spacing": (1e-6, None),
+    "preprocess.channels": (1, None), "preprocess.stack_stride": (1, None),
+    "export.z_window": (0, None), "export.positives_per_motor": (0, None), "export.negatives_per_tomo": (0, None),
+    "export.neg_ratio": (0, None), "export.box_angstrom": (1e-6, None), "export.box_px": (1, None),
+    "export.crop": (32, None),
+    "model.imgsz": (32, None), "model.width": (1e-6, None), "model.z_loss_gain": (0, None),
+    "train.epochs": (1, None), "train.time_budget_s": (1e-6, None), "train.batch": (1, None), "train.nbs": (1, None),
+    "train.workers": (0, None), "train.lr0": (1e-12, None), "train.cls_gain": (0, None), "train.patience": (0, None),
+    "train.mosaic": (0, 1), "train.close_mosaic": (0, None), "train.scale": (0, 1), "train.translate": (0, 1),
+    "train.fliplr": (0, 1), "train.flipud": (0, 1), "train.warmup_epochs": (0, None),
+    "infer.slice_step": (1, None), "infer.batch": (1, None), "infer.conf": (0, 1), "infer.imgsz": (32, None),
+    "infer.fuse_radius_factor": (1e-6, None), "infer.per_view": (1, None), "infer.top_k": (1, None),
+    "infer.decode_threads": (1, None),
+    "tune.bootstrap": (0, None), "tune.n_folds": (2, None),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.scale": ("n", "s", "m", "l", "x"),
+    "tune.rule": ("auto", "threshold", "quantile"),
+}
+# Keys of older kits: where they went (None: removed, the value is dropped with a warning).
+_MOVED: dict[str, str | None] = {
+    "train.imgsz": "model.imgsz", "export.imgsz": None, "infer.time_budget_s": None, "train.project": None,
+}
+
+
+def _migrate(changes: dict[str, Any], source: str) -> dict[str, Any]:
+    """`changes` with keys of older kits moved to their new place (a warning says so)."""
+    import warnings
+
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in changes.items()}
+    for old, new in _MOVED.items():
+        section, key = old.split(".")
+        if not isinstance(out.get(section), dict) or key not in out[section]:
+            continue
+        value = out[section].pop(key)
+        if new is None:
+            warnings.warn(f"{source}: {old} is no longer a setting (ignored)", stacklevel=3)
+            continue
+        new_section, new_key = new.split(".")
+        target = out.setdefault(new_section, {})
+        if isinstance(target, dict):
+            target.setdefault(new_key, value)
+    return out
+
+
+def _override_section(section: Any, values: dict[str, Any], where: str) -> Any:
+    """A copy of a config section with `values` set, each checked against the field's type."""
+    hints = typing.get_type_hints(type(section))
+    known = {f.name for f in dataclasses.fields(section)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key (keys: {', '.join(sorted(known))})")
+        checked[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return dataclasses.replace(section, **checked)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the annotated type (int for an int field, str for a device given as 0, ...), or ConfigError."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):  # `device: 0` reads as a number
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise TypeError(f"{where}: unsupported config type {hint!r}")  # a kit bug, not the user's

@@ -15,45 +15,45 @@ import polars as pl
 
 from kitlib.config import KitConfig
 from kitlib.data.layout import CompetitionData, find_competition_root
-from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
-from kitlib.infer.tta import parse_views
-from kitlib.metric import breakdown, summarize
 from kitlib.evaluation.local_score import format_table, local_score
 from kitlib.evaluation.plots import plot_detections
-from kitlib.presence import PresenceRule
+from kitlib.infer.predictor import Predictor
+from kitlib.metric import breakdown, summarize
+from kitlib.run import RunDir, new_run
 
 DEMO_DATA = Path("data/demo")
 DEMO_SYNTH = dict(n_train=100, n_test=12, size="small", seed=0)
 
 
-def run_demo(data_root: Path | None = None, run: str = "demo", preset: str = "cpu") -> dict:
-    """Run the whole loop; returns the demo summary (also written to `runs/<run>/demo.json`)."""
+def run_demo(
+    data_root: Path | None = None, run: str | Path = "demo", preset: str = "cpu", config: KitConfig | None = None,
+    exist_ok: bool = False, resume: bool = False,
+) -> dict:
+    """Run the whole loop into a new run folder (see `kitlib.run.new_run` for `exist_ok` / `resume`); returns the
+    demo summary (also written to the run's `demo.json`). `config` replaces the preset."""
     started = time.perf_counter()
+    run_dir, cfg = new_run(run, config or KitConfig.preset(preset), exist_ok=exist_ok, resume=resume)
     if data_root is None:
         data_root = DEMO_DATA
         ensure_demo_data(data_root)
     data = CompetitionData(find_competition_root(data_root))
-    cfg = KitConfig.preset(preset)
-    run_dir = Path(cfg.train.project) / run
 
     print(f"\n== local score: {cfg.tune.n_folds} folds, train on the others, predict the held-out fold ==")
-    oof = local_score(data, cfg, run)
+    oof = local_score(data, cfg, run_dir, resume=resume)
     print(format_table(oof))
 
     print("\n== predict the test split with the fold ensemble ==")
-    cfg.preprocess.assumed_spacing = assumed_spacing_from_labels(data, cfg.preprocess.assumed_spacing)
-    detectors = load_detectors([Path(w) for w in oof["weights"]], cfg)
-    rule = PresenceRule.load(run_dir / "presence.json")
-    submission_path, candidates = predict_split(data, "test", detectors, rule, cfg, parse_views(cfg.infer.tta),
-                                                run_dir / "submission.csv")
-    candidates.write_csv(run_dir / "test_candidates.csv")
+    predictor = Predictor.from_run(run_dir.root)
+    print(predictor.describe())
+    submission_path, candidates = predictor.predict_split(data, "test", run_dir.submission)
+    candidates.write_csv(run_dir.test_candidates)
     result = {"oof": oof, "submission": str(submission_path), "seconds": None, "test": None}
     if data.test_solution.is_file():
         solution = pl.read_csv(data.test_solution, schema_overrides={"tomo_id": pl.String})
         result["test"] = summarize(breakdown(solution, pl.read_csv(submission_path, schema_overrides={"tomo_id": pl.String})))
-        result["test_plot"] = str(plot_detections(candidates, solution, rule, run_dir / "test_detections.png"))
+        result["test_plot"] = str(plot_detections(candidates, solution, predictor.rule, run_dir.plot("test_detections")))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
+    run_dir.demo.write_text(json.dumps(result, indent=2))
     print_summary(result, run_dir)
     return result
 
@@ -70,7 +70,7 @@ def ensure_demo_data(root: Path) -> None:
     synthesize(root, **DEMO_SYNTH, preview=True)
 
 
-def print_summary(result: dict, run_dir: Path) -> None:
+def print_summary(result: dict, run_dir: RunDir) -> None:
     oof, test = result["oof"], result["test"]
     lo, hi = oof["f2_ci"]
     print("\n== demo summary ==")
@@ -79,5 +79,6 @@ def print_summary(result: dict, run_dir: Path) -> None:
         print(f"test split F2:          {test['f2']:.4f}  (TP={test['tp']} FP={test['fp']} FN={test['fn']} "
               f"TN={test['tn']}, {test['n_tomograms']} tomograms)")
     print(f"wall time: {result['seconds'] / 60:.1f} min")
-    print(f"files: {run_dir}/score.json, oof.csv, presence.json, submission.csv, demo.json")
+    print(f"files: {run_dir.root}/score.json, oof.csv, presence.json, submission.csv, demo.json")
+    print(f"next:  make predict RUN={run_dir.name} DATA=<competition folder>, make bundle RUN={run_dir.name}")
     print(f"plots: {', '.join(oof['plots'].values())}" + (f", {result['test_plot']}" if test else ""))

@@ -102,37 +102,20 @@ class InferReport:
     seconds: float = 0.0
 
 
-def _device() -> tuple[str, bool]:
-    import torch
-
-    return ("0", True) if torch.cuda.is_available() else ("cpu", False)
-
-
 def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | None, prefix: str, progress: bool):
     """Load the weights dataset and predict the test split; returns the candidates and the richest plan (views,
     slice step). Raises on anything but unreadable tomograms."""
-    from kitlib.config import KitConfig
-    from kitlib.infer.predict import assumed_spacing_from_labels, load_detectors, predict_split
-    from kitlib.infer.tta import default_view_order, parse_views
-    from kitlib.presence import PresenceRule
+    from kitlib.infer.predictor import Predictor
+    from kitlib.infer.tta import default_view_order
 
     folder = find_dataset(dataset_slug("weights", prefix))
     verify_manifest(folder)
-    cfg = KitConfig.load(folder / "config.yaml")
-    rule = PresenceRule.load(folder / "presence.json")
-    weights = sorted(folder.glob("*.pt"))
-    if not weights:
-        raise DataError(f"{folder}: no *.pt checkpoints in the weights dataset")
-    cfg.infer.device, cfg.infer.half = _device()
-    cfg.preprocess.assumed_spacing = assumed_spacing_from_labels(data, cfg.preprocess.assumed_spacing)
     # the run's own views by default: the presence threshold was tuned on scores fused over them
-    views = parse_views(cfg.infer.tta) if n_views is None else default_view_order()[:n_views]
-    print(f"weights {[w.name for w in weights]} ({rule.kind} {rule.value:.4g}), device {cfg.infer.device}, "
-          f"TTA {[v.name for v in views]}, slice step {cfg.infer.slice_step}, budget {budget_s:.0f} s", flush=True)
-    detectors = load_detectors(weights, cfg)
-    _, candidates = predict_split(data, "test", detectors, rule, cfg, views, out, budget_s=budget_s,
-                                  progress=progress)
-    return candidates, (len(views), cfg.infer.slice_step)
+    views = None if n_views is None else [v.name for v in default_view_order()[:n_views]]
+    predictor = Predictor.from_run(folder, device="auto", tta=views)
+    print(f"{predictor.describe()}, budget {budget_s:.0f} s", flush=True)
+    _, candidates = predictor.predict_split(data, "test", out, budget_s=budget_s, progress=progress)
+    return candidates, (len(predictor.views), predictor.cfg.infer.slice_step)
 
 
 def run_infer(
@@ -206,26 +189,34 @@ def format_report(report: InferReport) -> str:
 
 def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> Path:
     """Export and train one fold on the attached competition's train split; returns `<working>/fold<k>.pt` (with
-    the run's `config.yaml` beside it). The export is deleted afterwards: kernel outputs are size-limited."""
+    the run's `config.yaml` and `folds.csv` beside it: `make import-folds` reads the three). The export goes to a
+    temporary folder outside `working/`, whose saved output Kaggle caps, and is deleted afterwards."""
     import shutil
+    import tempfile
 
     from kitlib.config import KitConfig
-    from kitlib.data.export import export_fold
-    from kitlib.data.folds import resolve_folds
     from kitlib.data.labels import load_labels
-    from kitlib.model import train
+    from kitlib.evaluation.local_score import run_folds
+    from kitlib.infer.predictor import resolve_device
+    from kitlib.model import train_fold
+    from kitlib.run import RunDir
 
     data, work = CompetitionData(find_competition_root()), working_dir()
-    cfg = KitConfig.preset(preset)
-    cfg.train.project, cfg.train.device = str(work / "runs"), _device()[0]
-    cfg.train.set_length(epochs=epochs or None)
+    run = RunDir(work)
+    base = KitConfig.preset(preset)
+    cfg = base.override({"train": {"device": resolve_device("auto")}}, f"preset {preset}")
+    if epochs:
+        cfg = cfg.override({"train": {"epochs": epochs, "time_budget_s": None}}, "KIT_EPOCHS")
     records = load_labels(data.labels_csv)
-    folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, work / "folds.csv")
+    folds = run_folds(data, records, cfg, run)
     print(f"fold {fold} of {cfg.tune.n_folds}: {sum(f != fold for f in folds.values())} train tomograms, "
-          f"{cfg.train.length()} at {cfg.train.imgsz} px on {cfg.train.device}", flush=True)
-    best = train(export_fold(data.root, work / "export", fold, cfg, folds, records), cfg, f"fold{fold}")
-    shutil.rmtree(work / "export", ignore_errors=True)
+          f"{cfg.train.length()} at {cfg.model.imgsz} px on {cfg.train.device}", flush=True)
+    run.save_config(cfg)
+    export = Path(tempfile.mkdtemp(prefix=f"kit-export-fold{fold}-"))
+    try:
+        best = train_fold(data, RunDir(work / "run"), fold, cfg, folds, records, export_dir=export)
+    finally:
+        shutil.rmtree(export, ignore_errors=True)
     out = Path(shutil.copy2(best, work / f"fold{fold}.pt"))
-    cfg.save(work / "config.yaml")
-    print(f"wrote {out} and {work / 'config.yaml'}", flush=True)
+    print(f"wrote {out}, {run.config} and {run.folds_csv}", flush=True)
     return out

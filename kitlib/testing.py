@@ -87,23 +87,36 @@ def make_toy_export(
     return out
 
 
-def tiny_run(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
-    """A run folder with an untrained scale-n z-head `fold0/weights/best.pt`, a quantile-0.5 presence rule and a CPU
-    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+def untrained_checkpoint(
+    path: Path, imgsz: int = 96, stack_stride: int = 2, scale: str = "n", channels: int = 5, seed: int = 0,
+    fold: int | None = None, held_out: list[str] | None = None,
+) -> Path:
+    """A freshly initialised z-head model saved as a kit checkpoint (what `ZDetector.load` reads): for plumbing and
+    speed checks, whose results do not depend on the weights."""
     import torch
 
     from kitlib.model.build import build_model, make_kit_meta
-    from kitlib.presence import PresenceRule
+    from kitlib.preprocess.zcode import z_span_for
 
     torch.manual_seed(seed)
-    best = run_dir / "fold0" / "weights" / "best.pt"
-    best.parent.mkdir(parents=True, exist_ok=True)
-    model = build_model("n")
-    model.kit_meta = make_kit_meta(stack_stride, 2 * stack_stride, 5, imgsz)
-    torch.save({"model": model, "kit_meta": model.kit_meta}, best)
-    PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run_dir / "presence.json")
-    cfg = KitConfig.preset("cpu")
-    cfg.preprocess.stack_stride, cfg.infer.imgsz, cfg.train.imgsz = stack_stride, imgsz, imgsz
-    cfg.infer.conf = 0.01  # an untrained model scores low: keep some detections so rows get a motor
-    cfg.save(run_dir / "config.yaml")
-    return run_dir
+    model = build_model(scale, channels=channels)
+    model.kit_meta = make_kit_meta(stack_stride, z_span_for(stack_stride), channels, imgsz, fold, held_out)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "kit_meta": model.kit_meta}, path)
+    return path
+
+
+def tiny_run(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
+    """A run folder with an untrained scale-n z-head as fold 0's checkpoint, a quantile-0.5 presence rule and a CPU
+    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+    from kitlib.presence import PresenceRule
+    from kitlib.run import RunDir
+
+    run = RunDir(Path(run_dir))
+    untrained_checkpoint(run.fold_checkpoint(0), imgsz, stack_stride, seed=seed)
+    PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run.presence)
+    # an untrained model scores low: a low conf keeps some detections so rows get a motor
+    changes = {"preprocess": {"stack_stride": stack_stride}, "model": {"imgsz": imgsz}, "infer": {"conf": 0.01}}
+    run.save_config(KitConfig.preset("cpu").override(changes, "tiny_run"))
+    return run.root

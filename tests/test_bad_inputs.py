@@ -1,4 +1,4 @@
-"""Bad inputs at the predict level (`predict_split` and `python -m kitlib predict`), with an untrained tiny checkpoint.
+"""Bad inputs at the predict level (`Predictor.predict_split` and `python -m kitlib predict`), with an untrained tiny checkpoint.
 
 Whatever is wrong with a tomogram, the warning names the file and the problem and the submission keeps exactly one
 row per sample-submission id; a wrong weights file is an error naming it. The data layer's own checks of the same
@@ -23,12 +23,14 @@ from kitlib.data.layout import CompetitionData
 from kitlib.data.submission import read_submission
 from kitlib.data.synth import synthesize
 from kitlib.infer.budget import BudgetPlanner, Plan
-from kitlib.infer.predict import load_detectors, predict_split, predict_tomograms
+from kitlib.infer.predict import predict_tomograms
+from kitlib.infer.predictor import Predictor
 from kitlib.infer.tta import parse_views
-from kitlib.testing import tiny_run
 from kitlib.presence import PresenceRule
+from kitlib.testing import tiny_run
 
 N_TEST = 3
+EVERY_CANDIDATE = PresenceRule("threshold", 0.0, 0.0, (0.0, 0.0), 0)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def base(tmp_path_factory) -> dict:
     run = tiny_run(root / "run")
     cfg = KitConfig.load(run / "config.yaml")
     weights = run / "fold0" / "weights" / "best.pt"
-    return {"data": data, "run": run, "cfg": cfg, "weights": weights, "detectors": load_detectors([weights], cfg)}
+    detectors = Predictor.from_run(run).detectors
+    return {"data": data, "run": run, "cfg": cfg, "weights": weights, "detectors": detectors}
 
 
 @pytest.fixture
@@ -57,12 +60,14 @@ def slices(comp: Path, tomo_id: str) -> list[Path]:
 
 
 def predict(base: dict, comp: Path, tmp_path: Path, views=("identity",), budget_s=None):
-    """predict_split on `comp`; the submission (checked complete, in sample order), candidates and warning texts."""
+    """Predictor.predict_split on `comp` with the tiny run; the submission (checked complete, in sample order),
+    candidates and warning texts."""
+    predictor = Predictor.from_run(base["run"], presence=EVERY_CANDIDATE, tta=views)
+    predictor.detectors = base["detectors"]  # the run's, or a stand-in
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out, candidates = predict_split(CompetitionData(comp), "test", base["detectors"], PresenceRule("threshold", 0.0, 0.0, (0.0, 0.0), 0),
-                                        base["cfg"], parse_views(views), tmp_path / "sub.csv", budget_s=budget_s,
-                                        progress=False)
+        out, candidates = predictor.predict_split(CompetitionData(comp), "test", tmp_path / "sub.csv",
+                                                  budget_s=budget_s, progress=False)
     submission = read_submission(out)
     assert submission["tomo_id"].to_list() == sample_ids(comp)
     return submission, candidates, [str(w.message) for w in caught]
@@ -187,7 +192,7 @@ def test_wrong_weights_are_an_error_naming_the_file(base, three_channel_pt, tmp_
     for path, problem in ((junk, "cannot read checkpoint"), (three_channel_pt, "not a kit z-head checkpoint"),
                           (tmp_path / "absent.pt", "checkpoint not found")):
         with pytest.raises(DataError, match=f"{path}: {problem}"):
-            load_detectors([base["weights"], path], base["cfg"])
+            Predictor.from_run([base["weights"], path], config=base["cfg"], presence=EVERY_CANDIDATE)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kitlib.config import ExportConfig, KitConfig, PreprocessConfig
+from kitlib.config import ExportConfig, KitConfig, ModelConfig, PreprocessConfig
 from kitlib.data.export import crop_origin, export_fold, plan_fold
 from kitlib.preprocess.zcode import ZENC_MIN as Z_ENC_MIN
 from kitlib.data.labels import TomoRecord, load_labels, records_to_frame
@@ -34,9 +34,11 @@ class Data:
     corner: str  # a motor at the image corner: clipped box, reflected pages
 
 
-def kit_config(**export) -> KitConfig:
+def kit_config(imgsz: int = 640, **export) -> KitConfig:
+    """Export settings for the tiny tomograms; `imgsz` is the model's (slices larger than it are shrunk to it)."""
     export = {"z_window": 2, "positives_per_motor": 3, "negatives_per_tomo": 2, "neg_ratio": 2.0, **export}
-    return KitConfig(preprocess=PreprocessConfig(stack_stride=STRIDE), export=ExportConfig(**export))
+    return KitConfig(preprocess=PreprocessConfig(stack_stride=STRIDE), export=ExportConfig(**export),
+                     model=ModelConfig(imgsz=imgsz))
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +290,7 @@ def test_crops_are_full_resolution_windows_labelling_the_motors_inside(data, tmp
     assert positives
 
 
-def test_crop_and_imgsz_exclude_each_other(data, tmp_path):
-    with pytest.raises(ValueError, match="crop"):
-        export_fold(data.root, tmp_path, 1, kit_config(crop=48, imgsz=48), data.folds, progress=False)
+def test_crops_keep_full_resolution_whatever_the_model_size(data, tmp_path):
+    export_fold(data.root, tmp_path, 1, kit_config(crop=48, imgsz=32), data.folds, progress=False)
+    pages = [cv2.imreadmulti(str(f), flags=cv2.IMREAD_UNCHANGED)[1] for f in sorted(tmp_path.glob("images/*/*.tif"))]
+    assert pages and all(p[0].shape == (48, 48) for p in pages)

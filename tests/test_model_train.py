@@ -49,23 +49,21 @@ def socket_guard():
         yield attempts
 
 
-def tiny_cfg(project) -> KitConfig:
-    cfg = KitConfig.preset("cpu")
-    cfg.train = TrainConfig(
-        epochs=2, imgsz=IMGSZ, batch=4, device="cpu", workers=0, patience=100, close_mosaic=1, project=str(project)
-    )
-    cfg.model.width = 0.125  # half yolov8n's channels: faster, and checks that the width reaches the trainer
-    return cfg
+def tiny_cfg() -> KitConfig:
+    """Half yolov8n's channels (width 0.125): faster, and checks that the width reaches the trainer."""
+    train = dict(epochs=2, time_budget_s=None, batch=4, nbs=64, device="cpu", workers=0, patience=100, close_mosaic=1,
+                 warmup_epochs=3.0, val=True, scale=0.5, flipud=0.0, cls_gain=0.5)
+    return KitConfig.preset("cpu").override({"train": train, "model": {"imgsz": IMGSZ, "width": 0.125}}, "test")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("model_train")
     data = make_toy_export(root / "export", n_train=12, n_val=4, size=96, stack_stride=STACK_STRIDE)
-    cfg = tiny_cfg(root / "runs")
+    cfg = tiny_cfg()
     with socket_guard() as attempts:
         t0 = time.perf_counter()
-        best = train(data, cfg, "tiny")
+        best = train(data, cfg, root / "runs" / "tiny")
         seconds = time.perf_counter() - t0
     print(f"tiny training (12 images, 2 epochs, imgsz {IMGSZ}, CPU): {seconds:.1f}s")
     return {"root": root, "data": data, "cfg": cfg, "best": best, "attempts": list(attempts)}
@@ -110,10 +108,9 @@ def _stacks(n: int, h: int, w: int) -> np.ndarray:
 def test_time_budget_ends_training_and_a_rerun_starts_a_fresh_log(trained):
     """500 nominal epochs in a 3 s budget: ultralytics re-estimates the count and stops; trained twice under one
     name, results.csv holds the second run only (ultralytics alone would append to the first)."""
-    cfg = tiny_cfg(trained["root"] / "runs")
-    cfg.train.epochs, cfg.train.time_budget_s = 500, 3.0
+    cfg = tiny_cfg().override({"train": {"epochs": 500, "time_budget_s": 3.0}})
     for _ in range(2):
-        best = train(trained["data"], cfg, "timed")
+        best = train(trained["data"], cfg, trained["root"] / "runs" / "timed")
     epochs = epochs_trained(best)
     rows = (best.parent.parent / "results.csv").read_text().splitlines()[1:]
     assert 1 <= epochs < 500
@@ -163,7 +160,7 @@ print(json.dumps({{"n": len(out), "shape": list(out[0].shape), "stride": det.sta
 
 def test_resume_without_checkpoint_is_a_clear_error(trained):
     with pytest.raises(DataError, match="no checkpoint to resume"):
-        train(trained["data"], trained["cfg"], "never-ran", resume=True)
+        train(trained["data"], trained["cfg"], trained["root"] / "runs" / "never-ran", resume=True)
 
 
 def test_export_without_z_keys_is_rejected(trained, tmp_path):
@@ -172,26 +169,20 @@ def test_export_without_z_keys_is_rejected(trained, tmp_path):
     bad = tmp_path / "dataset.yaml"
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(DataError, match="z_span"):
-        train(bad, trained["cfg"], "bad")
+        train(bad, trained["cfg"], tmp_path / "bad")
 
 
 def test_augmentation_and_optimizer_settings_reach_the_ultralytics_trainer(tmp_path):
     cfg = KitConfig(train=TrainConfig(scale=0.2, translate=0.05, fliplr=0.3, flipud=0.5, mosaic=0.7, optimizer="AdamW",
                                       lr0=0.004, cls_gain=1.5, time_budget_s=420.0))
-    args = train_overrides(tmp_path / "dataset.yaml", cfg, "run")
+    args = train_overrides(tmp_path / "dataset.yaml", cfg, tmp_path / "run")
     keys = ("scale", "translate", "fliplr", "flipud", "mosaic", "optimizer", "lr0", "cls", "time")
     assert {k: args[k] for k in keys} == {
         "scale": 0.2, "translate": 0.05, "fliplr": 0.3, "flipud": 0.5, "mosaic": 0.7, "optimizer": "AdamW", "lr0": 0.004,
         "cls": 1.5, "time": 420.0 / 3600}
-    assert train_overrides(tmp_path / "dataset.yaml", KitConfig(), "run")["time"] is None  # default: fixed epochs
+    assert train_overrides(tmp_path / "dataset.yaml", KitConfig(), tmp_path / "run")["time"] is None  # fixed epochs
 
 
-def test_epochs_or_minutes_set_how_long_a_fold_trains():
-    t = KitConfig.preset("cpu").train
-    assert t.time_budget_s == 420.0 and t.length() == "7 min (epochs fitted to the time)"
-    t.set_length()  # neither given: unchanged
-    assert t.time_budget_s == 420.0
-    t.set_length(epochs=5)  # a fixed count replaces the budget
-    assert (t.epochs, t.time_budget_s, t.length()) == (5, None, "5 epochs")
-    t.set_length(epochs=9, minutes=1.5)  # both: the budget rules, epochs is only ultralytics' first guess
-    assert (t.epochs, t.time_budget_s) == (9, 90.0)
+def test_training_length_in_words():
+    assert KitConfig.preset("cpu").train.length() == "7 min (epochs fitted to the time)"
+    assert KitConfig().train.length() == "60 epochs"

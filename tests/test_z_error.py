@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from kitlib.cli import main
-from kitlib.config import KitConfig, TrainConfig
+from kitlib.config import KitConfig
 from kitlib.evaluation.z_error import error_stats, match_detection, motor_z_errors
 
 STRIDE = 2
@@ -96,12 +96,10 @@ def tiny_run(tmp_path_factory):
     assert any(r.motors for r in records)
     ids = sorted(r.tomo_id for r in records)
     pl.DataFrame({"tomo_id": ids, "fold": [i % 2 for i in range(len(ids))]}).write_csv(root / "data" / "folds.csv")
-    cfg = KitConfig.preset("cpu")
-    cfg.train = TrainConfig(epochs=1, imgsz=64, batch=4, device="cpu", workers=0, patience=100, close_mosaic=0,
-                            project=str(root / "train"))
-    cfg.infer.imgsz = 64
-    cfg.tune.n_folds = 2
-    best = train(make_toy_export(root / "export", n_train=4, n_val=2, size=64, stack_stride=STRIDE, box=16), cfg, "t")
+    train_cfg = dict(epochs=1, time_budget_s=None, batch=4, device="cpu", workers=0, patience=100, close_mosaic=0)
+    cfg = KitConfig.preset("cpu").override({"train": train_cfg, "model": {"imgsz": 64}, "tune": {"n_folds": 2}})
+    export = make_toy_export(root / "export", n_train=4, n_val=2, size=64, stack_stride=STRIDE, box=16)
+    best = train(export, cfg, root / "train" / "t")
     for fold in (0, 1):
         (root / "runs" / "tiny" / f"fold{fold}" / "weights").mkdir(parents=True)
         shutil.copy(best, root / "runs" / "tiny" / f"fold{fold}" / "weights" / "best.pt")

@@ -36,7 +36,7 @@ from kitlib.data.errors import DataError
 from kitlib.data.labels import TomoRecord, load_labels
 from kitlib.data.layout import CompetitionData
 from kitlib.data.tomogram import iter_tomograms
-from kitlib.preprocess import normalize_tomogram, resample_factor, resample_volume, resampled_shape, stack_indices
+from kitlib.preprocess import model_grid, resample_factor, resampled_shape, stack_indices
 from kitlib.preprocess.resample import to_resampled
 from kitlib.preprocess.zcode import encode_dz, z_span_for
 
@@ -148,9 +148,9 @@ def _box_side(rec: TomoRecord, cfg: KitConfig) -> float:
 
 
 def _resize_pages(pages: np.ndarray, imgsz: int | None) -> list[np.ndarray]:
-    """The pages, resized so the longest side is `imgsz` (unchanged when None)."""
+    """The pages, shrunk so the longest side is `imgsz` (unchanged when None or already that small)."""
     h, w = pages.shape[1:]
-    scale = 1.0 if imgsz is None else imgsz / max(h, w)
+    scale = 1.0 if imgsz is None else min(1.0, imgsz / max(h, w))
     if scale == 1.0:
         return list(pages)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -188,7 +188,7 @@ def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig)
             pages = pages[:, y0 : y0 + crop, x0 : x0 + crop]
             motors = motors - np.array([0.0, y0, x0])
         image = out / "images" / plan.split / f"{stem}.tif"
-        if not cv2.imwritemulti(str(image), _resize_pages(pages, cfg.export.imgsz)):
+        if not cv2.imwritemulti(str(image), _resize_pages(pages, None if crop else cfg.model.imgsz)):
             raise OSError(f"{image}: cannot write TIFF")
         lines = label_lines(motors, centre, pages.shape[1:], box, z_span)  # none for negatives: motors are far
         (out / "labels" / plan.split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
@@ -208,8 +208,6 @@ def export_fold(
     `out/images` and `out/labels` are replaced. Tomograms that cannot be read (or whose shape disagrees with the
     labels) are skipped with a warning and listed in `export_summary.json`.
     """
-    if cfg.export.crop and cfg.export.imgsz:
-        raise ValueError("export.crop and export.imgsz exclude each other: crops keep full resolution")
     data = CompetitionData(Path(data_root))
     out = Path(out).resolve()
     records = load_labels(data.labels_csv) if records is None else records
@@ -230,8 +228,7 @@ def export_fold(
             log.warning("skipping tomogram %s: %s", folder, volume)
             skipped.append({"tomo_id": plan.record.tomo_id, "folder": str(folder), "error": str(volume)})
             continue
-        volume = normalize_tomogram(volume, cfg.preprocess, out=volume)
-        volume = resample_volume(volume, resample_factor(plan.record.voxel_spacing, cfg.preprocess))
+        volume, _ = model_grid(volume, plan.record.voxel_spacing, cfg.preprocess)
         _write_stacks(volume, plan, out, cfg)
         c = counts[plan.split]
         c["tomograms"] += 1
@@ -254,9 +251,10 @@ def export_fold(
         "stack_stride": cfg.preprocess.stack_stride,
         "z_span": z_span_for(cfg.preprocess.stack_stride),
         "target_spacing": cfg.preprocess.target_spacing,
-        "imgsz": cfg.export.imgsz,
+        "imgsz": None if cfg.export.crop else cfg.model.imgsz,
         "crop": cfg.export.crop,
         "fold": fold,
+        "held_out": sorted(r.tomo_id for r in records if folds[r.tomo_id] == fold),
         "counts": counts,
     }
     path = out / "dataset.yaml"

@@ -1,13 +1,15 @@
-"""Local scoring over folds: train on the other folds (or use given weights), predict the held-out fold, tune the
-presence rule on all out-of-fold predictions, and score with the competition metric.
+"""Local scoring over folds: train the model that holds each fold out (or take it from the run: resumed or
+imported from Kaggle), predict its held-out fold with it alone, tune the presence rule on all out-of-fold
+predictions, and score with the competition metric.
 
-Writes into `runs/<run>/`: `oof.csv` (best candidate per tomogram, its fold, and whether it is a hit), `score.json`,
-`presence.json` (the tuned rule, which predict and the kernels read beside the weights), `config.yaml` and plots.
+Writes into the run folder (`kitlib.run.RunDir`): `folds.csv`, `oof.csv` (best candidate per tomogram, its fold,
+whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and the kernels read) and plots.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,77 +17,112 @@ import numpy as np
 import polars as pl
 
 from kitlib.config import KitConfig
-from kitlib.data.folds import resolve_folds
+from kitlib.data.errors import DataError
+from kitlib.data.folds import resolve_folds, write_folds
 from kitlib.data.labels import TomoRecord, load_labels, solution_frame
 from kitlib.data.layout import CompetitionData
-from kitlib.infer.predict import candidates_to_submission, load_detectors, predict_tomograms
-from kitlib.infer.tta import parse_views
-from kitlib.metric import breakdown, summarize
 from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
+from kitlib.infer.predict import candidates_to_submission
+from kitlib.infer.predictor import Predictor
+from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
+from kitlib.run import RunDir
 
 
-def fold_weights(run_dir: Path, fold: int) -> Path:
-    """Where the model trained without `fold` keeps its best checkpoint."""
-    return run_dir / f"fold{fold}" / "weights" / "best.pt"
+def run_folds(data: CompetitionData, records: list[TomoRecord], cfg: KitConfig, run: RunDir,
+              folds_path: Path | None = None) -> dict[str, int]:
+    """The run's fold assignment: its own `folds.csv` once it has one, else `folds_path` / the data's default
+    (`kitlib.data.folds.resolve_folds`), copied into the run."""
+    if run.folds_csv.is_file() and folds_path is None:
+        return resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, run.folds_csv)[0]
+    folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, folds_path)
+    write_folds(pl.DataFrame({"tomo_id": list(folds), "fold": list(folds.values())}), run.folds_csv)
+    return folds
 
 
-def train_fold(data: CompetitionData, run: str, fold: int, cfg: KitConfig, folds: dict[str, int],
-               records: list[TomoRecord]) -> Path:
-    """Export the fold's stacks and train on the other folds; the best checkpoint's path."""
-    from kitlib.data.export import export_fold
-    from kitlib.model import train
+def check_held_out(checkpoint: Path, meta: dict, fold: int, held_out: Sequence[str]) -> None:
+    """DataError unless the fold model never trained on the tomograms it is asked to score (its `kit_meta` records
+    the fold it held out and those tomo_ids)."""
+    if "held_out" not in meta:
+        raise DataError(f"{checkpoint}: records no held-out tomograms (trained by an older kit?): cannot prove it "
+                        f"did not train on fold {fold}; retrain the fold")
+    trained_on = sorted(set(held_out) - set(meta["held_out"]))
+    if meta.get("fold") != fold or trained_on:
+        raise DataError(f"{checkpoint}: trained with other folds (it held out fold {meta.get('fold')}; "
+                        f"{len(trained_on)} of fold {fold}'s tomograms were in its training set, e.g. "
+                        f"{trained_on[:3]}): scoring it would leak; use the folds.csv it was trained with")
 
-    run_dir = Path(cfg.train.project) / run
-    data_yaml = export_fold(data.root, run_dir / "export" / f"fold{fold}", fold, cfg, folds, records)
-    return train(data_yaml, cfg, f"{run}/fold{fold}")
 
-
-def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:
-    """Add `has_motor` (truth) and `hit` (the best candidate is within the hit radius of a true motor)."""
-    ids = candidates["tomo_id"].to_list()
-    every_candidate = candidates_to_submission(candidates, np.ones(len(ids), bool), ids)
-    outcome = breakdown(solution_frame([r for r in records if r.tomo_id in set(ids)]), every_candidate)
-    return candidates.join(
-        outcome.select("tomo_id", pl.col("outcome").eq("TP").alias("hit"), "dist_A"), on="tomo_id"
-    ).with_columns(pl.col("tomo_id").replace_strict({r.tomo_id: r.has_motor for r in records}).alias("has_motor"))
+def import_folds(sources: Sequence[Path], run: RunDir) -> dict[int, Path]:
+    """Copy a train kernel's outputs (`fold<k>.pt`, with its `config.yaml` and `folds.csv`) found under `sources`
+    into the run's layout; fold -> copied checkpoint. The first config and folds CSV found become the run's."""
+    found: dict[int, Path] = {}
+    for source in sources:
+        if not Path(source).is_dir():
+            raise DataError(f"{source}: not a folder (the train kernel's output, e.g. build/kernels/train/output)")
+        for fold, ckpt in RunDir(Path(source)).fold_checkpoints().items():
+            if fold in found:
+                raise DataError(f"{ckpt}: fold {fold} given twice (also {found[fold]})")
+            found[fold] = ckpt
+    if not found:
+        raise DataError(f"{', '.join(map(str, sources))}: no fold<k>.pt checkpoints (the train kernel's outputs)")
+    copied: set[Path] = set()
+    for fold, ckpt in found.items():
+        beside = RunDir(ckpt.parent)
+        for src, dst in ((beside.config, run.config), (beside.folds_csv, run.folds_csv)):
+            if src.is_file() and dst not in copied:
+                shutil.copy2(src, dst)
+                copied.add(dst)
+        target = run.fold_checkpoint(fold)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ckpt, target)
+        print(f"fold {fold}: {ckpt} -> {target}", flush=True)
+    if run.config not in copied:
+        raise DataError(f"{', '.join(map(str, sources))}: no config.yaml beside the fold checkpoints")
+    return {fold: run.fold_checkpoint(fold) for fold in found}
 
 
 def local_score(
     data: CompetitionData,
     cfg: KitConfig,
-    run: str,
-    weights: Sequence[Path] | None = None,
+    run: RunDir,
     folds_path: Path | None = None,
+    resume: bool = False,
+    train_missing: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Out-of-fold F2 of the kit on `data`'s train split; returns the `score.json` dict."""
-    from kitlib.model import epochs_trained
+    """Out-of-fold F2 of the kit on `data`'s train split; returns the `score.json` dict.
+
+    `resume`: folds whose finished checkpoint is in the run are not trained again (imported ones included).
+    `train_missing=False`: a fold without a checkpoint is an error instead of being trained.
+    """
+    from kitlib.model import epochs_trained, train_fold
 
     records = load_labels(data.labels_csv)
-    folds, folds_file = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, folds_path)
-    run_dir = Path(cfg.train.project) / run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.yaml")
-    views = parse_views(cfg.infer.tta)
+    folds = run_folds(data, records, cfg, run, folds_path)
     spacings = {r.tomo_id: r.voxel_spacing for r in records}
 
-    parts, epochs = [], {}
+    parts, epochs, checkpoints = [], {}, {}
     for fold in sorted(set(folds.values())):
-        fold_weights_ = list(weights) if weights else [train_fold(data, run, fold, cfg, folds, records)]
-        epochs[int(fold)] = None if weights else epochs_trained(fold_weights_[0])
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
-        candidates = predict_tomograms(data, "train", held_out, load_detectors(fold_weights_, cfg), cfg, views,
-                                       spacings=spacings, progress=progress)
+        ckpt = run.fold_checkpoint(fold)
+        if not train_missing and not ckpt.is_file():
+            raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
+        if train_missing:
+            ckpt = train_fold(data, run, fold, cfg, folds, records, resume=resume)
+        predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False)
+        check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)
+        epochs[int(fold)], checkpoints[int(fold)] = epochs_trained(ckpt), str(ckpt)
+        candidates = predictor.predict_tomograms(data, "train", held_out, spacings=spacings, progress=progress)
         parts.append(candidates.with_columns(pl.lit(fold).alias("fold")))
     oof = oof_outcomes(pl.concat(parts), records)
 
     scores, has_motor, hit = (oof[c].to_numpy() for c in ("score", "has_motor", "hit"))
     rule = tune_presence(scores, has_motor, hit, cfg.tune.rule, cfg.tune.bootstrap, cfg.tune.seed,
                          folds=oof["fold"].to_numpy())
-    rule.save(run_dir / "presence.json")
+    rule.save(run.presence)
     oof = oof.with_columns(pl.Series("kept", rule.apply(scores)))
-    oof.write_csv(run_dir / "oof.csv")
+    oof.write_csv(run.oof)
     summary = oof_summary(oof, records)
     per_fold = {int(f): oof_summary(oof.filter(pl.col("fold") == f), records)["f2"] for f in sorted(set(folds.values()))}
     result = {
@@ -97,15 +134,25 @@ def local_score(
         "per_fold_f2": per_fold,
         "per_fold_epochs": epochs,
         "n_errors": int(oof["error"].is_not_null().sum()),
-        "folds_csv": str(folds_file),
-        "weights": [str(w) for w in weights] if weights else [str(fold_weights(run_dir, f)) for f in per_fold],
+        "folds_csv": str(run.folds_csv),
+        "weights": list(checkpoints.values()),
         "plots": {
-            "f2_curve": str(plot_f2_curve(scores, has_motor, hit, rule, run_dir / "f2_curve.png")),
-            "score_hist": str(plot_score_hist(scores, has_motor, run_dir / "score_hist.png")),
+            "f2_curve": str(plot_f2_curve(scores, has_motor, hit, rule, run.plot("f2_curve"))),
+            "score_hist": str(plot_score_hist(scores, has_motor, run.plot("score_hist"))),
         },
     }
-    (run_dir / "score.json").write_text(json.dumps(result, indent=2))
+    run.score.write_text(json.dumps(result, indent=2))
     return result
+
+
+def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:
+    """Add `has_motor` (truth) and `hit` (the best candidate is within the hit radius of a true motor)."""
+    ids = candidates["tomo_id"].to_list()
+    every_candidate = candidates_to_submission(candidates, np.ones(len(ids), bool), ids)
+    outcome = breakdown(solution_frame([r for r in records if r.tomo_id in set(ids)]), every_candidate)
+    return candidates.join(
+        outcome.select("tomo_id", pl.col("outcome").eq("TP").alias("hit"), "dist_A"), on="tomo_id"
+    ).with_columns(pl.col("tomo_id").replace_strict({r.tomo_id: r.has_motor for r in records}).alias("has_motor"))
 
 
 def oof_summary(oof: pl.DataFrame, records: Sequence[TomoRecord]) -> dict:

@@ -20,16 +20,16 @@ import numpy as np
 
 from kitlib.config import HIT_RADIUS_A, KitConfig
 from kitlib.data.errors import DataError
-from kitlib.data.folds import resolve_folds
-from kitlib.data.labels import TomoRecord, load_labels
+from kitlib.data.labels import load_labels
 from kitlib.data.layout import CompetitionData
 from kitlib.data.tomogram import iter_tomograms
 from kitlib.infer.locate import Detector, detections_to_points
-from kitlib.infer.predict import load_detectors
-from kitlib.infer.tta import View
-from kitlib.preprocess import make_stacks, normalize_tomogram, resample_factor, resample_volume, to_resampled
-from kitlib.evaluation.local_score import fold_weights
+from kitlib.evaluation.local_score import run_folds
 from kitlib.evaluation.plots import plot_z_error
+from kitlib.infer.predictor import Predictor
+from kitlib.infer.tta import View
+from kitlib.preprocess import model_grid, stack_batches, to_resampled
+from kitlib.run import RunDir
 
 ERROR_COLUMNS = ("offset", "z_head", "baseline")  # centre - true z, |centre + dz - true z|, |centre - true z|
 
@@ -53,9 +53,7 @@ def motor_z_errors(
     centres = np.arange(round(z_true) - 2 * stride, round(z_true) + 2 * stride + 1)
     centres = centres[(centres >= 0) & (centres < grid.shape[0])]
     rows = []
-    for start in range(0, len(centres), cfg.infer.batch):
-        batch = centres[start : start + cfg.infer.batch]
-        stacks = make_stacks(grid, batch, stride, cfg.preprocess.channels)
+    for batch, stacks in stack_batches(grid, centres, stride, cfg.preprocess.channels, cfg.infer.batch):
         for centre, dets in zip(batch, detector.predict(stacks, conf=cfg.infer.conf, imgsz=cfg.infer.imgsz)):
             points = detections_to_points(dets, int(centre), View(), grid.shape[1:])
             hit = match_detection(points, motor[1:], radius)
@@ -86,41 +84,31 @@ def error_stats(errors: np.ndarray, stride: int, n_stacks: int) -> dict:
     }
 
 
-def resolve_run_folds(data: CompetitionData, records: list[TomoRecord], cfg: KitConfig, run_dir: Path,
-                      folds_path: Path | None = None) -> tuple[dict[str, int], Path]:
-    """The run's folds: `folds_path`, else the CSV its `score.json` names, else the one local-score resolves."""
-    score = run_dir / "score.json"
-    if folds_path is None and score.is_file():
-        folds_path = Path(json.loads(score.read_text())["folds_csv"])
-    return resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, folds_path)
-
-
 def z_error(
     data: CompetitionData,
     cfg: KitConfig,
-    run_dir: Path,
+    run: RunDir,
     folds_path: Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Out-of-fold z error of the run's fold models (`fold*/weights/best.pt`) on the train split; the JSON dict.
+    """Out-of-fold z error of the run's fold models on the train split (folds: the run's); the JSON dict.
 
     Folds whose checkpoint is missing (still training) are skipped with a warning.
     """
-    run_dir = Path(run_dir)
     records = load_labels(data.labels_csv)
-    folds, folds_csv = resolve_run_folds(data, records, cfg, run_dir, folds_path)
+    folds = run_folds(data, records, cfg, run, folds_path)
     detectors: dict[int, Detector] = {}
     for fold in sorted(set(folds.values())):
-        path = fold_weights(run_dir, fold)
+        path = run.fold_checkpoint(fold)
         if path.is_file():
-            detectors[fold] = load_detectors([path], cfg)[0]
+            detectors[fold] = Predictor.from_run([path], config=cfg, need_rule=False).detectors[0]
         else:
             warnings.warn(f"{path}: missing -> fold {fold} skipped", stacklevel=2)
     if not detectors:
-        raise DataError(f"{run_dir}: no fold*/weights/best.pt to evaluate")
+        raise DataError(f"{run.root}: no fold*/weights/best.pt to evaluate")
     strides = {d.stack_stride for d in detectors.values()}
     if len(strides) != 1:
-        raise ValueError(f"{run_dir}: fold models disagree on the stack stride: {sorted(strides)}")
+        raise DataError(f"{run.root}: fold models disagree on the stack stride: {sorted(strides)}")
 
     held_out = [r for r in records if r.motors and folds[r.tomo_id] in detectors]
     parts, n_stacks = [], 0
@@ -130,8 +118,7 @@ def z_error(
         if isinstance(volume, DataError):
             warnings.warn(f"{volume} -> skipped", stacklevel=2)
             continue
-        factor = resample_factor(rec.voxel_spacing, cfg.preprocess)
-        grid = resample_volume(normalize_tomogram(volume, cfg.preprocess, out=volume), factor)
+        grid, factor = model_grid(volume, rec.voxel_spacing, cfg.preprocess)
         radius = HIT_RADIUS_A / rec.voxel_spacing * factor
         for motor in to_resampled(np.asarray(rec.motors, np.float64), rec.shape, grid.shape):
             rows, n = motor_z_errors(grid, motor, detectors[folds[rec.tomo_id]], radius, cfg)
@@ -145,11 +132,11 @@ def z_error(
         "folds": sorted(detectors),
         "n_tomograms": len(held_out),
         "n_motors": sum(len(r.motors) for r in held_out),
-        "folds_csv": str(folds_csv),
-        "weights": [str(fold_weights(run_dir, f)) for f in sorted(detectors)],
-        "plot": str(plot_z_error(errors, run_dir / "z_error.png")),
+        "folds_csv": str(run.folds_csv),
+        "weights": [str(run.fold_checkpoint(f)) for f in sorted(detectors)],
+        "plot": str(plot_z_error(errors, run.plot("z_error"))),
     }
-    (run_dir / "z_error.json").write_text(json.dumps(result, indent=2))
+    run.z_error.write_text(json.dumps(result, indent=2))
     return result
 
 

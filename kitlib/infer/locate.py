@@ -13,7 +13,7 @@ import numpy as np
 from kitlib.config import KitConfig
 from kitlib.infer.fusion import Candidate, fuse_points, radius_voxels, spacing_or_assumed
 from kitlib.infer.tta import View, apply_view, invert_points
-from kitlib.preprocess import make_stacks, normalize_tomogram, resample_factor, resample_volume, to_original
+from kitlib.preprocess import model_grid, stack_batches, to_original
 
 
 class Detector(Protocol):
@@ -75,18 +75,14 @@ def locate_motor(
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
-    normalize_tomogram(volume, pcfg, out=volume)
-    factor = resample_factor(voxel_spacing, pcfg)
-    grid = resample_volume(volume, factor)
+    grid, factor = model_grid(volume, voxel_spacing, pcfg)
     seconds["normalize"] = time.perf_counter() - t
 
     t = time.perf_counter()
     centres = centre_slices(grid.shape[0], slice_step or icfg.slice_step)
     shape_hw = grid.shape[1:]
     points = []
-    for start in range(0, len(centres), icfg.batch):
-        batch_centres = centres[start : start + icfg.batch]
-        stacks = make_stacks(grid, batch_centres, stride)
+    for batch_centres, stacks in stack_batches(grid, centres, stride, pcfg.channels, icfg.batch):
         for view in views:
             viewed = apply_view(stacks, view)
             for detector in detectors:
@@ -94,7 +90,7 @@ def locate_motor(
                     if len(dets):
                         points.append(detections_to_points(dets, int(z_c), view, shape_hw))
             del viewed  # freed before the next view's copy is made
-        del stacks  # and before the next batch's stacks: one batch in memory at a time
+        del stacks  # and before the next batch's stacks
     seconds["model"] = time.perf_counter() - t
 
     t = time.perf_counter()

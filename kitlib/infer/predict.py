@@ -1,4 +1,4 @@
-"""A split of tomograms -> per-tomogram candidates -> a complete, valid submission.
+"""Tomograms -> per-tomogram best candidates -> submission rows (`kitlib.infer.predictor.Predictor` drives it).
 
 Every expected tomogram gets a row, whatever happens: a folder that cannot be read gets `-1,-1,-1` and a warning
 naming it, and a time budget sheds TTA views and widens the slice step instead of dropping tomograms.
@@ -18,12 +18,11 @@ import polars as pl
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData
-from kitlib.data.submission import submission_frame, write_submission
+from kitlib.data.submission import submission_frame
 from kitlib.data.tomogram import iter_tomograms
 from kitlib.infer.budget import BudgetPlanner
 from kitlib.infer.locate import Detector, locate_motor
 from kitlib.infer.tta import View
-from kitlib.presence import PresenceRule
 
 # Where each tomogram's time went (wall seconds): reading in the background, waiting for it, then `locate_motor`'s stages.
 STAGE_COLUMNS = ("read_s", "wait_s", "normalize_s", "model_s", "fusion_s")
@@ -116,49 +115,3 @@ def candidates_to_submission(candidates: pl.DataFrame, keep: np.ndarray, order: 
         if kept
     }
     return submission_frame(predictions, order)
-
-
-def load_detectors(weights: Sequence[str | Path], cfg: KitConfig) -> list[Detector]:
-    """Load each checkpoint as a `ZDetector` on the configured device."""
-    from kitlib.model import ZDetector
-
-    return [ZDetector.load(w, device=cfg.infer.device, half=cfg.infer.half) for w in weights]
-
-
-def predict_split(
-    data: CompetitionData,
-    split: str,
-    detectors: Sequence[Detector],
-    rule: PresenceRule,
-    cfg: KitConfig,
-    views: Sequence[View],
-    out: Path,
-    budget_s: float | None = None,
-    progress: bool = True,
-) -> tuple[Path, pl.DataFrame]:
-    """Write the submission for a split (sample-submission order for test) and return it with the candidates.
-
-    A sample-submission id whose folder is missing gets -1s with a warning; a folder that the sample submission
-    does not list is skipped with a warning (the submission must match the sample's ids exactly).
-    """
-    folders = set(data.tomo_ids(split))
-    expected = data.submission_ids() if split == "test" else sorted(folders)
-    missing = [t for t in expected if t not in folders]
-    if missing:
-        warnings.warn(f"{data.split_dir(split)}: no folder for {missing[:5]} -> predicting no motor", stacklevel=2)
-    extra = sorted(folders - set(expected))
-    if extra:
-        warnings.warn(f"{data.split_dir(split)}: {extra[:5]} not in the sample submission -> skipped", stacklevel=2)
-    present = [t for t in expected if t in folders]
-    candidates = predict_tomograms(data, split, present, detectors, cfg, views, budget_s=budget_s, progress=progress)
-    submission = candidates_to_submission(candidates, rule.apply(candidates["score"].to_numpy()), expected)
-    return write_submission(submission, out, expected), candidates
-
-
-def assumed_spacing_from_labels(data: CompetitionData, default: float) -> float:
-    """The most common training voxel spacing (the test set gives none), else `default`."""
-    if not data.labels_csv.is_file():
-        return default
-    spacing = pl.read_csv(data.labels_csv).unique("tomo_id")["Voxel spacing"]
-    return float(spacing.mode().sort()[0]) if len(spacing) else default
-

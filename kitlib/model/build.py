@@ -57,15 +57,20 @@ def model_cfg(scale: str, width: float | None = None) -> str | dict:
     return cfg
 
 
-def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int) -> dict[str, Any]:
-    """The metadata every kit checkpoint carries (DEVELOPERS.md, training-export contract)."""
-    return {
+def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, fold: int | None = None,
+                  held_out: list[str] | None = None) -> dict[str, Any]:
+    """The metadata every kit checkpoint carries (DEVELOPERS.md, training-export contract); `fold` and `held_out`
+    (the tomo_ids it never trained on) when it is a fold model."""
+    meta = {
         "stack_stride": int(stack_stride),
         "z_span": float(z_span) if float(z_span) != int(z_span) else int(z_span),
         "channels": int(channels),
         "imgsz": int(imgsz),
         "kit_version": kit_version(),
     }
+    if fold is not None:
+        meta["fold"], meta["held_out"] = int(fold), sorted(held_out or [])
+    return meta
 
 
 class ZModel(DetectionModel):
@@ -95,7 +100,7 @@ def build_model(scale: str = "n", channels: int = 5, nc: int = 1, verbose: bool 
     return ZModel(model_cfg(scale, width), ch=channels, nc=nc, verbose=verbose)
 
 
-def _read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path) -> dict:
     """torch.load a checkpoint with clear errors; never goes through ultralytics' download-on-miss."""
     path = Path(path)
     if not path.is_file():
@@ -119,7 +124,7 @@ def checkpoint_model(ckpt: dict, path: str | Path) -> torch.nn.Module:
 
 def load_kit_checkpoint(path: str | Path) -> tuple[ZModel, dict[str, Any], dict]:
     """(model in eval mode on CPU, kit_meta, raw checkpoint) of a kit z-head checkpoint, or a DataError."""
-    ckpt = _read_checkpoint(path)
+    ckpt = read_checkpoint(path)
     model = checkpoint_model(ckpt, path)
     if not isinstance(getattr(model, "model", [None])[-1], ZHead):
         raise DataError(f"{path}: not a kit z-head checkpoint (last layer is {type(model.model[-1]).__name__})")
@@ -149,7 +154,7 @@ def load_3ch_weights(model: ZModel, weights: str | Path, verbose: bool = True) -
         counts: ``loaded`` (tensors copied, first conv included), ``adapted`` (1), ``total`` (tensors in the model),
         ``skipped`` (names of model tensors left at initialisation).
     """
-    ckpt = _read_checkpoint(weights)
+    ckpt = read_checkpoint(weights)
     src = checkpoint_model(ckpt, weights)
     src_sd = src.state_dict()
     w3 = src_sd.get(FIRST_CONV)

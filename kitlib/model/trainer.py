@@ -107,7 +107,8 @@ class ZTrainer(DetectionTrainer):
 
     def kit_meta(self) -> dict[str, Any]:
         d = self.data
-        return make_kit_meta(d["stack_stride"], d["z_span"], d.get("channels", 3), self.args.imgsz)
+        return make_kit_meta(d["stack_stride"], d["z_span"], d.get("channels", 3), self.args.imgsz, d.get("fold"),
+                             d.get("held_out"))
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> ZModel:
         model = self.set_model_names_for_load(
@@ -175,7 +176,7 @@ def _read_data_yaml(data_yaml: Path) -> dict[str, Any]:
     return data
 
 
-def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]:
+def train_overrides(data_yaml: Path, cfg: KitConfig, save_dir: Path) -> dict[str, Any]:
     """ultralytics trainer arguments for a kit training run."""
     t = cfg.train
     device = str(t.device)
@@ -185,7 +186,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         task="pose",
         epochs=t.epochs,
         time=None if t.time_budget_s is None else t.time_budget_s / 3600,  # ultralytics counts hours
-        imgsz=t.imgsz,
+        imgsz=cfg.model.imgsz,
         batch=t.batch,
         nbs=t.nbs,
         device=device,
@@ -203,9 +204,9 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, run: str) -> dict[str, Any]
         warmup_epochs=t.warmup_epochs,
         val=t.val,
         seed=t.seed,
-        project=str(Path(t.project).resolve()),
-        name=run,
-        exist_ok=True,
+        project=str(save_dir.parent),
+        name=save_dir.name,
+        exist_ok=True,  # the run folder's owner (kitlib.run) decided already
         amp=device not in {"cpu", "mps"},  # on CUDA the kit's local AMP check decides, with no download
         pretrained=False,  # initial weights come from cfg.model.weights (adapted to 5 channels), see train()
         plots=True,
@@ -220,18 +221,19 @@ def epochs_trained(weights: Path) -> int | None:
     return int(float(results.read_text().splitlines()[-1].split(",")[0]))
 
 
-def train(data_yaml: Path, cfg: KitConfig, run: str, resume: bool = False) -> Path:
-    """Train one fold on a kit training export; returns ``<project>/<run>/weights/best.pt``.
+def train(data_yaml: Path, cfg: KitConfig, save_dir: Path, resume: bool = False) -> Path:
+    """Train one model on a kit training export; returns ``<save_dir>/weights/best.pt``.
 
     Args:
         data_yaml: the export's dataset.yaml (training-export contract in DEVELOPERS.md).
-        cfg: kit configuration; uses ``cfg.model`` (scale, 3-channel weights to adapt, z loss gain) and ``cfg.train``.
-        run: run name; outputs (weights, results.csv, plots) go to ``<cfg.train.project>/<run>/``.
-        resume: continue ``<project>/<run>/weights/last.pt`` (epochs, optimizer, EMA) instead of starting over.
+        cfg: kit configuration; uses ``cfg.model`` (scale, size, 3-channel weights to adapt, z loss gain) and
+            ``cfg.train``.
+        save_dir: ultralytics' run folder (weights, results.csv, plots), e.g. `RunDir.fold_dir(k)`.
+        resume: continue ``<save_dir>/weights/last.pt`` (epochs, optimizer, EMA) instead of starting over.
     """
     data_yaml = Path(data_yaml).resolve()
     data = _read_data_yaml(data_yaml)
-    save_dir = Path(cfg.train.project).resolve() / run
+    save_dir = Path(save_dir).resolve()
     if resume:
         last = save_dir / "weights" / "last.pt"
         if not last.is_file():
@@ -242,7 +244,7 @@ def train(data_yaml: Path, cfg: KitConfig, run: str, resume: bool = False) -> Pa
         )
     else:
         (save_dir / "results.csv").unlink(missing_ok=True)  # ultralytics appends to it: a rerun would mix two runs
-        trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, run))
+        trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, save_dir))
         model = ZModel(
             model_cfg(cfg.model.scale, cfg.model.width), ch=int(data.get("channels", 3)), nc=int(trainer.data["nc"]),
             verbose=RANK == -1,

@@ -1,6 +1,7 @@
-"""Pure numpy preprocessing: percentile contrast, optional resampling, 5-channel slice stacks."""
+"""Pure numpy preprocessing: percentile contrast, optional resampling, 5-channel slice stacks, the z encoding."""
 
 from kitlib.preprocess.contrast import apply_window, normalize_tomogram, percentile_window
+from kitlib.preprocess.grid import model_grid, stack_batches
 from kitlib.preprocess.resample import (
     resample_factor,
     resample_volume,
@@ -14,12 +15,14 @@ __all__ = [
     "apply_window",
     "make_stack",
     "make_stacks",
+    "model_grid",
     "normalize_tomogram",
     "percentile_window",
     "reflect_index",
     "resample_factor",
     "resample_volume",
     "resampled_shape",
+    "stack_batches",
     "stack_indices",
     "to_original",
     "to_resampled",

@@ -55,6 +55,8 @@ def _refuse(*args, **kwargs):
 socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = _refuse
 '''
 IMAGE_PTH = "kaggle_image.pth"
+WORKSPACE_MARKER = ".kit-dryrun"  # marks a folder a dry run made: the next dry run may replace it
+_LEGACY_ENTRIES = {"bundles", "kaggle", "venv", "code", "config", "socket-guard", "tiny-run"}  # before the marker
 KERNEL_ENV = {"train": {"KIT_PRESET": "cpu", "KIT_EPOCHS": "1"}}  # a dry run trains one CPU epoch
 
 
@@ -235,8 +237,10 @@ def dry_run(
     started = time.perf_counter()
     work = (out or DRYRUN / kernel).resolve()
     if work.exists():
+        _check_workspace(work)
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / WORKSPACE_MARKER).write_text(f"dry run of kernels/{kernel}\n")
     print(f"== dry run of kernels/{kernel} in {work}", flush=True)
     found = resolve_bundles(bundles, work / "bundles", tiny=tiny)
     root = stage_root(work / "kaggle", found, n_test=n_test)
@@ -270,6 +274,15 @@ def dry_run(
         result.summary = check_submission(root)
     result.seconds = round(time.perf_counter() - started, 1)
     return result
+
+
+def _check_workspace(work: Path) -> None:
+    """DataError unless `work` may be replaced: empty, or an earlier dry run's workspace."""
+    entries = {e.name for e in work.iterdir()} if work.is_dir() else {"(a file)"}
+    ours = (work / WORKSPACE_MARKER).is_file() or all(e in _LEGACY_ENTRIES or e.endswith(".log") for e in entries)
+    if not ours:
+        raise DataError(f"{work}: not an earlier dry run's workspace (holds {sorted(entries)[:5]}): "
+                        f"choose a new or empty folder for --out")
 
 
 def format_result(result: DryRun) -> str:

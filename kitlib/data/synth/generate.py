@@ -82,9 +82,9 @@ def synthesize(
 def prepare_output(out: Path, params: dict) -> None:
     """Create `out`; replace an earlier synthetic dataset there, but never a folder this module did not write."""
     marker = out / MARKER
-    if out.exists() and not marker.exists() and any((out / s).exists() for s in SPLITS):
-        raise DataError(f"{out}: holds train/ or test/ not written by synth; choose an empty folder")
-    for name in (*SPLITS, "preview"):
+    if out.exists() and not marker.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: not empty and not written by synth; choose a new or empty folder")
+    for name in (*SPLITS, "preview"):  # an earlier synthetic dataset's folders (the marker says so)
         shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(params, indent=1) + "\n")

@@ -1,0 +1,230 @@
+"""`Predictor`: a run's fold models, config, presence rule and TTA views, resolved and checked once.
+
+Every entry point that predicts (the CLI, the demo, the inference kernel, the dry run, the bench) builds one with
+`Predictor.from_run`; local scoring builds one per fold. Everything that is not a tomogram is checked here, before the
+first tomogram is read: the config, the checkpoints (loadable, one stack stride, the config's channel count, one
+class), the device, the views and the presence rule; each problem is one `DataError` / `ConfigError` line naming the
+file. Nobody's config is changed: overrides give the predictor its own copy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kitlib.config import ConfigError, KitConfig
+from kitlib.data.errors import DataError
+from kitlib.data.layout import CompetitionData
+from kitlib.data.submission import write_submission
+from kitlib.infer.predict import candidates_to_submission, predict_tomograms
+from kitlib.infer.tta import View, parse_views
+from kitlib.presence import PresenceRule
+from kitlib.run import RunDir, open_run
+
+AUTO_DEVICE = "auto"  # the first CUDA GPU when there is one, else the CPU
+
+
+class Predictor:
+    """Predicts splits with a fold ensemble. Build with `Predictor.from_run`."""
+
+    def __init__(self, cfg: KitConfig, checkpoints: Sequence[Path], rule: PresenceRule | None, source: str):
+        self.source = source
+        self.checkpoints = [Path(c) for c in checkpoints]
+        if not self.checkpoints:
+            raise DataError(f"{source}: no checkpoints (*.pt or fold*/weights/best.pt) to predict with")
+        self.cfg = cfg.override({"infer": {"device": resolve_device(cfg.infer.device, source)}}, source)
+        try:
+            self.views: list[View] = parse_views(self.cfg.infer.tta)
+        except ValueError as e:
+            raise ConfigError(f"{source}: infer.tta: {e}") from e
+        self.rule = rule
+        self.detectors = self._load_detectors()
+
+    @classmethod
+    def from_run(
+        cls,
+        source: str | Path | Sequence[Path],
+        config: KitConfig | str | Path | None = None,
+        preset: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        presence: PresenceRule | str | Path | None = None,
+        device: str | None = None,
+        tta: Sequence[str] | None = None,
+        need_rule: bool = True,
+    ) -> "Predictor":
+        """A predictor for a run folder (or a weights dataset folder), or for explicit checkpoints.
+
+        Args:
+            source: a run name / folder (its fold checkpoints, else its `*.pt`), or a list of checkpoint paths (their
+                run is the folder the layout puts them in).
+            config: the config (object or YAML) instead of the run's `config.yaml`; a YAML merges onto `preset`.
+            preset: a preset instead of the run's config (only when asked: the run's own config is the default).
+            overrides: nested `{section: {key: value}}` applied last (the CLI's `--set`).
+            presence: the presence rule (object or JSON) instead of the run's `presence.json`.
+            device: `cpu`, `0`, ... or `auto`; default the config's.
+            tta: view names instead of the config's `infer.tta`.
+            need_rule: False for out-of-fold prediction, before any rule was tuned.
+        """
+        if isinstance(source, (str, Path)):
+            run = open_run(source)
+            checkpoints, where = run.checkpoints(), str(run.root)
+        else:
+            checkpoints = [Path(c) for c in source]
+            run = RunDir.of_checkpoint(checkpoints[0]) if checkpoints else None
+            where = str(checkpoints[0]) if checkpoints else "predict"
+        cfg = _resolve_config(config, preset, run)
+        changes: dict[str, dict[str, Any]] = {section: dict(keys) for section, keys in (overrides or {}).items()}
+        if device is not None:
+            changes.setdefault("infer", {})["device"] = str(device)
+        if tta is not None:
+            changes.setdefault("infer", {})["tta"] = list(tta)
+        cfg = cfg.override(changes, "--set" if overrides else where)
+        rule = _resolve_rule(presence, run, need_rule)
+        return cls(cfg, checkpoints, rule, where)
+
+    def _load_detectors(self) -> list:
+        from kitlib.model import ZDetector
+
+        icfg, channels = self.cfg.infer, self.cfg.preprocess.channels
+        detectors = [ZDetector.load(c, device=icfg.device, half=icfg.half) for c in self.checkpoints]
+        for d in detectors:
+            if d.channels != channels:
+                raise DataError(f"{d.path}: a {d.channels}-channel model; the kit's stacks have "
+                                f"preprocess.channels = {channels} (not a checkpoint of this kit's training?)")
+            if d.nc != 1:
+                raise DataError(f"{d.path}: a {d.nc}-class detector; the kit's z-head detects one class (motor)")
+        strides = {d.stack_stride for d in detectors}
+        if len(strides) > 1:
+            by_stride = {d.path.name: d.stack_stride for d in detectors}
+            raise DataError(f"{self.source}: the checkpoints disagree on the stack stride {by_stride}: "
+                            f"ensemble models of one run only")
+        return detectors
+
+    def describe(self) -> str:
+        """One line for logs: what predicts, how."""
+        icfg = self.cfg.infer
+        rule = f"{self.rule.kind} {self.rule.value:.4g}" if self.rule else "no presence rule"
+        imgsz = icfg.imgsz or sorted({d.imgsz for d in self.detectors})
+        return (f"{len(self.detectors)} model(s) {[c.name for c in self.checkpoints]} from {self.source}: {rule}, "
+                f"device {icfg.device}, {imgsz} px, TTA {[v.name for v in self.views]}, "
+                f"slice step {icfg.slice_step}")
+
+    def predict_tomograms(
+        self,
+        data: CompetitionData,
+        split: str,
+        tomo_ids: Sequence[str],
+        spacings: dict[str, float] | None = None,
+        budget_s: float | None = None,
+        progress: bool = True,
+    ) -> pl.DataFrame:
+        """Best candidate per tomogram (`kitlib.infer.predict.CANDIDATE_SCHEMA`); see `predict_tomograms`."""
+        return predict_tomograms(data, split, tomo_ids, self.detectors, self.cfg, self.views, spacings=spacings,
+                                 budget_s=budget_s, progress=progress)
+
+    def predict_split(
+        self, data: CompetitionData, split: str, out: Path, budget_s: float | None = None, progress: bool = True
+    ) -> tuple[Path, pl.DataFrame]:
+        """Write the submission for a split (sample-submission order for test) and return it with the candidates.
+
+        Test tomograms have no known spacing: they are taken as the most common training spacing (the labels' mode),
+        else `preprocess.assumed_spacing`. A sample-submission id whose folder is missing gets -1s with a warning; a
+        folder that the sample submission does not list is skipped with a warning.
+        """
+        if self.rule is None:
+            raise DataError(f"{self.source}: no presence rule: run local-score first, or pass --presence")
+        out = check_output_path(out)
+        folders = set(data.tomo_ids(split))
+        expected = data.submission_ids() if split == "test" else sorted(folders)
+        missing = [t for t in expected if t not in folders]
+        if missing:
+            warnings.warn(f"{data.split_dir(split)}: no folder for {missing[:5]} -> predicting no motor", stacklevel=2)
+        extra = sorted(folders - set(expected))
+        if extra:
+            warnings.warn(f"{data.split_dir(split)}: {extra[:5]} not in the sample submission -> skipped", stacklevel=2)
+        present = [t for t in expected if t in folders]
+        spacing = assumed_spacing(data, self.cfg.preprocess.assumed_spacing)
+        cfg = self.cfg.override({"preprocess": {"assumed_spacing": spacing}}, self.source)
+        candidates = predict_tomograms(data, split, present, self.detectors, cfg, self.views, budget_s=budget_s,
+                                       progress=progress)
+        failed = candidates.filter(pl.col("error").is_not_null())
+        if len(present) and len(failed) == len(present):
+            reasons = failed["error"].str.replace(r"^.*?: ", "").unique().to_list()
+            warnings.warn(f"{data.split_dir(split)}: EVERY tomogram failed ({len(failed)}): "
+                          f"{reasons[0] if len(reasons) == 1 else reasons[:3]}", stacklevel=2)
+        submission = candidates_to_submission(candidates, self.rule.apply(candidates["score"].to_numpy()), expected)
+        return write_submission(submission, out, expected), candidates
+
+
+def resolve_device(device: str, source: str = "config") -> str:
+    """`auto` -> `0` when a CUDA GPU is visible, else `cpu`; a CUDA device on a machine without one is a ConfigError
+    (said before any work, instead of ultralytics' traceback at the end of an export)."""
+    import torch
+
+    d = str(device).strip().lower()
+    if d == AUTO_DEVICE:
+        return "0" if torch.cuda.is_available() else "cpu"
+    if d in {"cpu", "mps"}:
+        return d
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{source}: device {device!r} needs a CUDA GPU and this machine has none: "
+                          f"use the CPU (--device cpu, DEVICE=cpu; PRESET=cpu for training)")
+    return str(device)
+
+
+def check_output_path(out: Path) -> Path:
+    """`out` as a writable file path (its folder is created), or a DataError naming it."""
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; give a file name for the submission, e.g. {out / 'submission.csv'}")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise DataError(f"{out}: cannot be written: {blocked} is a file, not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def assumed_spacing(data: CompetitionData, default: float) -> float:
+    """The most common training voxel spacing (the test set gives none), else `default`; a labels file that cannot
+    tell (missing, unreadable, no spacing column) only costs a warning: it is not needed to predict."""
+    path = data.labels_csv
+    if not path.is_file():
+        return default
+    try:
+        spacing = pl.read_csv(path, infer_schema_length=0).unique("tomo_id")["Voxel spacing"].cast(pl.Float64)
+        spacing = spacing.filter(spacing.is_finite() & (spacing > 0))
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        warnings.warn(f"{path}: cannot read the voxel spacings ({type(e).__name__}) -> assuming {default} A for test",
+                      stacklevel=2)
+        return default
+    return float(spacing.mode().sort()[0]) if len(spacing) else default
+
+
+def _resolve_config(config: KitConfig | str | Path | None, preset: str | None, run: RunDir | None) -> KitConfig:
+    if isinstance(config, KitConfig):
+        return config
+    base = KitConfig.preset(preset) if preset else None
+    if config is not None:
+        return KitConfig.load(config, base)
+    if base is not None:
+        return base
+    if run is None or not run.config.is_file():
+        where = run.root if run else "the checkpoints"
+        raise DataError(f"{where}: no config.yaml beside the checkpoints: pass --config FILE or --preset NAME")
+    return run.load_config()
+
+
+def _resolve_rule(presence: PresenceRule | str | Path | None, run: RunDir | None, need: bool) -> PresenceRule | None:
+    if isinstance(presence, PresenceRule):
+        return presence
+    path = Path(presence) if presence is not None else (run.presence if run else None)
+    if path is not None and (presence is not None or path.is_file()):
+        return PresenceRule.load(path)
+    if need:
+        where = run.presence if run else "the checkpoints"
+        raise DataError(f"{where}: no presence rule (tune one with make local-score, or pass --presence FILE)")
+    return None

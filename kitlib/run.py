@@ -1,0 +1,186 @@
+"""The run folder: its layout, defined once here, and the rule that a new run never overwrites an old one.
+
+    runs/<name>/
+      config.yaml           the KitConfig the run was created with (what predict, z-error and bundle read)
+      folds.csv             the fold assignment it was scored with
+      fold<k>/              ultralytics' training folder of the model that holds fold k out:
+        weights/best.pt       its checkpoint (`fold_checkpoint`), last.pt, results.csv, plots
+      export/fold<k>/       the training export of fold k (a cache: safe to delete)
+      presence.json         the presence rule tuned on the out-of-fold predictions
+      oof.csv, score.json   out-of-fold candidates and the local score; f2_curve.png, score_hist.png
+      submission.csv        the test split's submission; test_candidates.csv, test_detections.png, demo.json
+      z_error.json          the z-head check; z_error.png
+
+A folder of flat `*.pt` checkpoints with `config.yaml` and `presence.json` beside them (the `weights` dataset, or a
+train kernel's output) is read the same way: `checkpoints()` finds its `*.pt`.
+
+Creating a run under a name that already holds one (`config.yaml` exists) is refused unless asked (`exist_ok`:
+replace its files, `resume`: continue it); nothing outside the layout above is ever written or deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kitlib.config import KitConfig
+from kitlib.data.errors import DataError
+
+DEFAULT_PROJECT = Path("runs")
+_FOLD_DIR = re.compile(r"fold(\d+)$")
+_FOLD_FILE = re.compile(r"fold(\d+)\.pt$")
+
+
+class RunExistsError(DataError):
+    """A new run was asked for under a name that already holds one."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run folder (nothing is created until a writer asks)."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def presence(self) -> Path:
+        return self.root / "presence.json"
+
+    @property
+    def folds_csv(self) -> Path:
+        return self.root / "folds.csv"
+
+    @property
+    def oof(self) -> Path:
+        return self.root / "oof.csv"
+
+    @property
+    def score(self) -> Path:
+        return self.root / "score.json"
+
+    @property
+    def submission(self) -> Path:
+        return self.root / "submission.csv"
+
+    @property
+    def test_candidates(self) -> Path:
+        return self.root / "test_candidates.csv"
+
+    @property
+    def demo(self) -> Path:
+        return self.root / "demo.json"
+
+    @property
+    def z_error(self) -> Path:
+        return self.root / "z_error.json"
+
+    def plot(self, name: str) -> Path:
+        """`<run>/<name>.png`."""
+        return self.root / f"{name}.png"
+
+    def fold_dir(self, fold: int) -> Path:
+        """ultralytics' save_dir for the model that holds `fold` out."""
+        return self.root / f"fold{int(fold)}"
+
+    def fold_checkpoint(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "weights" / "best.pt"
+
+    def fold_last(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "weights" / "last.pt"
+
+    def export_dir(self, fold: int) -> Path:
+        return self.root / "export" / f"fold{int(fold)}"
+
+    def fold_checkpoints(self) -> dict[int, Path]:
+        """fold -> checkpoint of every fold model present: `fold<k>/weights/best.pt`, else a flat `fold<k>.pt`."""
+        found = {int(m.group(1)): p for p in self.root.glob("fold*.pt") if (m := _FOLD_FILE.match(p.name))}
+        for d in self.root.glob("fold*"):
+            m = _FOLD_DIR.match(d.name)
+            if m and (d / "weights" / "best.pt").is_file():
+                found[int(m.group(1))] = d / "weights" / "best.pt"
+        return dict(sorted(found.items()))
+
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint to ensemble: the fold models, else every flat `*.pt` (a weights dataset)."""
+        folds = self.fold_checkpoints()
+        return list(folds.values()) if folds else sorted(self.root.glob("*.pt"))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> "RunDir":
+        """The run a checkpoint belongs to by this layout: `<run>/fold<k>/weights/best.pt`, `<run>/weights/best.pt`
+        (a single `train` run) or `<run>/<name>.pt` (a weights dataset)."""
+        p = Path(checkpoint)
+        if p.parent.name == "weights":
+            up = p.parent.parent
+            return cls(up.parent if _FOLD_DIR.match(up.name) else up)
+        return cls(p.parent)
+
+    def exists(self) -> bool:
+        """A run lives here (its config was written)."""
+        return self.config.is_file()
+
+    def load_config(self) -> KitConfig:
+        """The run's own config."""
+        if not self.config.is_file():
+            raise DataError(f"{self.config}: not found: {self.root} is not a run folder (make local-score RUN=... makes one)")
+        return KitConfig.load(self.config)
+
+    def save_config(self, cfg: KitConfig) -> Path:
+        return cfg.save(self.config)
+
+
+def run_dir(run: str | Path, project: str | Path = DEFAULT_PROJECT) -> RunDir:
+    """The run folder of `run`: a path when it names an existing folder or has a `/`, else `<project>/<run>`."""
+    path = Path(run)
+    if path.is_dir() or len(path.parts) > 1:
+        return RunDir(path)
+    return RunDir(Path(project) / path)
+
+
+def open_run(run: str | Path, project: str | Path = DEFAULT_PROJECT) -> RunDir:
+    """An existing run (DataError naming the folder otherwise)."""
+    rd = run_dir(run, project)
+    if not rd.root.is_dir():
+        raise DataError(f"{rd.root}: no such run (train one with: make local-score RUN={rd.name})")
+    return rd
+
+
+def claim_run(
+    run: str | Path, project: str | Path = DEFAULT_PROJECT, exist_ok: bool = False, resume: bool = False
+) -> RunDir:
+    """The run folder of `run`, created; a name that already holds a run is refused unless `exist_ok` (its files are
+    replaced as the new run writes them) or `resume` (which needs one)."""
+    rd = run_dir(run, project)
+    if rd.exists() and not (exist_ok or resume):
+        raise RunExistsError(
+            f"{rd.root}: a run of that name exists; choose another name (RUN=... / --run), continue it "
+            f"(RESUME=1 / --resume) or replace its files (EXIST_OK=1 / --exist-ok)"
+        )
+    if resume and not rd.exists():
+        raise DataError(f"{rd.root}: nothing to resume (no config.yaml)")
+    rd.root.mkdir(parents=True, exist_ok=True)
+    return rd
+
+
+def new_run(
+    run: str | Path, cfg: KitConfig, project: str | Path = DEFAULT_PROJECT, exist_ok: bool = False,
+    resume: bool = False,
+) -> tuple[RunDir, KitConfig]:
+    """`claim_run`, then record `cfg` as the run's config; returns the folder and the config to use (when resuming,
+    the run's own saved config: `cfg` is ignored)."""
+    rd = claim_run(run, project, exist_ok, resume)
+    if resume:
+        return rd, rd.load_config()
+    rd.save_config(cfg)
+    return rd, cfg
+
+
+__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "claim_run", "new_run", "open_run", "run_dir"]

@@ -1,27 +1,45 @@
-# motor-kit: the front door. `make help` lists every target.
+# motor-kit: the front door. `make help` lists every target and variable.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+KIT    := $(PY) -m kitlib
 
-DATA    ?=
-RUN     ?= demo
-WEIGHTS ?=
-KERNEL  ?= infer
-PRESET  ?= cpu
+# Variables (empty: the CLI's default, which `make help` shows beside each one).
+DATA     ?=#  competition folder (default: data/demo for demo, else under the Kaggle root)
+RUN      ?=#  run name under runs/ (default: demo for demo, the data folder's name for local-score)
+PRESET   ?=#  config preset: default (GPU) or cpu (default: cpu for demo; a new run's: default; else the run's own)
+CONFIG   ?=#  a config YAML merged onto the preset (may be partial)
+SET      ?=#  space-separated overrides section.key=value, e.g. SET="infer.batch=8 train.epochs=5"
+DEVICE   ?=#  cpu, 0, 0,1 (default: the config's)
+EXIST_OK ?=#  1: replace the files of an existing run of that name
+RESUME   ?=#  1: continue an existing run (finished folds are kept)
+FOLDS    ?=#  import-folds: the train kernel's output folders (default: build/kernels/train*/output)
+WEIGHTS  ?=#  checkpoints instead of the run's
+KERNEL   ?= infer#  folder under kernels/
+FOLD     ?=#  push-kernel KERNEL=train: the fold that kernel trains (one kernel per fold)
+
+CONFIG_ARGS = $(if $(PRESET),--preset $(PRESET)) $(if $(CONFIG),--config $(CONFIG)) $(foreach s,$(SET),--set $(s)) \
+              $(if $(DEVICE),--device $(DEVICE))
+RUN_ARGS    = $(if $(RUN),--run $(RUN)) $(if $(EXIST_OK),--exist-ok) $(if $(RESUME),--resume)
+DATA_ARGS   = $(if $(DATA),--data $(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo synth local-score predict bundle push-dataset push-kernel kernel-status kernel-output \
-        z-error submit submissions dry-run bench clean
+.PHONY: help setup test demo synth download local-score import-folds predict z-error bundle push-dataset push-kernel \
+        kernel-status kernel-output submit submissions dry-run bench clean
 
-help: ## list the targets
+help: ## list the targets and variables
+	@echo "targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@echo "variables (VAR=value):"
+	@grep -E '^[A-Z_]+ +\?=[^#]*#  ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *([^#]*)#  (.*)/\1=\2|\3/' | \
+		awk -F'|' '{printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the kit with its pinned dependencies (skipped when up to date)
@@ -30,47 +48,52 @@ test: setup ## run the test suite (CPU, tiny fixtures)
 	$(PY) -m pytest -q
 
 synth: setup ## write a synthetic competition dataset to data/synth (SIZE=small N_TRAIN=24 N_TEST=8)
-	$(PY) -m kitlib synth --out data/synth --size $${SIZE:-small} --n-train $${N_TRAIN:-24} --n-test $${N_TEST:-8} --preview
+	$(KIT) synth --out data/synth --size $${SIZE:-small} --n-train $${N_TRAIN:-24} --n-test $${N_TEST:-8} --preview
 
-clean: ## remove runs/, build/ and data/ (keeps .venv)
-	rm -rf runs build data
+download: setup ## download the competition data into data/<competition>/ (skipped when there; needs kaggle.json)
+	$(KIT) download
+
+clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo, data/bench); keeps your runs
+	rm -rf build data/demo data/bench runs/*/export
 
 demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, predict test, score it
-	$(PY) -m kitlib demo $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET)
+	$(KIT) demo $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
 
-local-score: setup ## train per fold, predict held-out folds, tune presence, score (DATA=dir [WEIGHTS=...] [RUN=name])
-	$(PY) -m kitlib local-score $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET) $(if $(WEIGHTS),--weights $(WEIGHTS))
+local-score: setup ## train per fold, predict the held-out folds, tune presence, score (DATA=dir RUN=name)
+	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
 
-z-error: setup ## out-of-fold |z error| of runs/$(RUN)'s fold models, z-head vs centre slice (DATA=dir [RUN=name])
-	$(PY) -m kitlib z-error $(if $(DATA),--data $(DATA)) --run $(RUN) --preset $(PRESET)
+import-folds: setup ## score folds trained by the train kernel: FOLDS=dirs (kernel-output), then tune as local-score
+	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) --from-folds $(or $(FOLDS),$(wildcard build/kernels/train*/output),build/kernels/train/output)
 
-predict: setup ## write runs/$(RUN)/submission.csv for DATA's test split with WEIGHTS (default: the run's folds)
-	$(PY) -m kitlib predict $(if $(DATA),--data $(DATA)) --preset $(PRESET) --out runs/$(RUN)/submission.csv \
-		--weights $(or $(WEIGHTS),$(wildcard runs/$(RUN)/fold*/weights/best.pt))
+z-error: setup ## out-of-fold |z error| of RUN's fold models, z-head vs centre slice (DATA=dir RUN=name)
+	$(KIT) z-error $(DATA_ARGS) $(if $(RUN),--run $(RUN)) $(CONFIG_ARGS)
+
+predict: setup ## write runs/$(RUN)/submission.csv for DATA's test split with RUN's models, config and presence rule
+	$(KIT) predict $(DATA_ARGS) $(if $(RUN),--run $(RUN)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(CONFIG_ARGS)
 
 bundle: setup ## build the src / wheels / weights datasets under build/datasets/ (RUN, WEIGHTS, WHEELS_FROM=dir)
-	$(PY) -m kitlib bundle --run runs/$(RUN) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(WHEELS_FROM),--find-links $(WHEELS_FROM))
+	$(KIT) bundle $(if $(RUN),--run $(RUN)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(WHEELS_FROM),--find-links $(WHEELS_FROM))
 
 push-dataset: setup ## create or version the three datasets on Kaggle and wait until ready
-	$(PY) -m kitlib push-dataset
+	$(KIT) push-dataset
 
-push-kernel: setup ## push kernels/$(KERNEL) (internet off, GPU, competition + datasets) as a new version
-	$(PY) -m kitlib push-kernel $(KERNEL)
+push-kernel: setup ## push kernels/$(KERNEL) (internet off, GPU, competition + datasets); KERNEL=train FOLD=k per fold
+	$(KIT) push-kernel $(KERNEL) $(if $(FOLD),--fold $(FOLD))
 
 kernel-status: setup ## status of KERNEL's latest version; WAIT=1 polls until it ends; a failed run exits 1
-	$(PY) -m kitlib kernel-status $(KERNEL) $(if $(WAIT),--wait)
+	$(KIT) kernel-status $(KERNEL) $(if $(WAIT),--wait)
 
 kernel-output: setup ## download KERNEL's outputs and log to build/kernels/$(KERNEL)/output/
-	$(PY) -m kitlib kernel-output $(KERNEL)
+	$(KIT) kernel-output $(KERNEL)
 
 submit: setup ## submit KERNEL's last pushed version once complete (KERNEL_VERSION=n, MESSAGE=...)
-	$(PY) -m kitlib submit $(KERNEL) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")
+	$(KIT) submit $(KERNEL) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")
 
 submissions: setup ## latest submissions with public / private scores
-	$(PY) -m kitlib submissions
+	$(KIT) submissions
 
 dry-run: setup ## run kernels/$(KERNEL) locally as Kaggle would, offline; validate + score (REUSE_VENV=1, TINY=1)
-	$(PY) -m kitlib dry-run $(KERNEL) $(if $(REUSE_VENV),--reuse-venv) $(if $(TINY),--tiny-weights)
+	$(KIT) dry-run $(KERNEL) $(if $(REUSE_VENV),--reuse-venv) $(if $(TINY),--tiny-weights)
 
 bench: setup ## inference s/tomo at real size on CPU (+GPU fp16 if any) -> bench/results/latest.{json,md} (QUICK=1: small)
 	$(PY) -m bench.run $(if $(QUICK),--quick)

@@ -9,6 +9,7 @@ whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,13 +55,17 @@ def check_held_out(checkpoint: Path, meta: dict, fold: int, held_out: Sequence[s
 
 
 def import_folds(sources: Sequence[Path], run: RunDir) -> dict[int, Path]:
-    """Copy a train kernel's outputs (`fold<k>.pt`, with its `config.yaml` and `folds.csv`) found under `sources`
-    into the run's layout; fold -> copied checkpoint. The first config and folds CSV found become the run's."""
+    """Copy a train kernel's outputs (`fold<k>.pt`, with its `config.yaml` and `folds.csv`) found in or below
+    `sources` into the run's layout; fold -> copied checkpoint. The first config and folds CSV found become the run's."""
     found: dict[int, Path] = {}
     for source in sources:
         if not Path(source).is_dir():
             raise DataError(f"{source}: not a folder (the train kernel's output, e.g. build/kernels/train/output)")
-        for fold, ckpt in RunDir(Path(source)).fold_checkpoints().items():
+        for ckpt in sorted(Path(source).rglob("fold*.pt")):
+            match = re.fullmatch(r"fold(\d+)\.pt", ckpt.name)
+            if not match:
+                continue
+            fold = int(match.group(1))
             if fold in found:
                 raise DataError(f"{ckpt}: fold {fold} given twice (also {found[fold]})")
             found[fold] = ckpt

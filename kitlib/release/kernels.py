@@ -29,6 +29,7 @@ FIXED: dict[str, Any] = {"language": "python", "is_private": True, "enable_gpu":
 OPTIONAL = {"kernel_type", "machine_shape", "keywords", "docker_image_pinning_type"}
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _REF = re.compile(r"[A-Za-z0-9_-]+/[a-z0-9]+(-[a-z0-9]+)*")
+_FOLD_LINE = re.compile(r"^FOLD = .*$", re.M)
 
 
 def _check(meta: dict[str, Any], kernel_dir: Path, username: str) -> list[str]:
@@ -60,10 +61,18 @@ def _check(meta: dict[str, Any], kernel_dir: Path, username: str) -> list[str]:
     return problems
 
 
-def render_kernel_metadata(kernel_dir: Path, username: str, datasets: list[str], out_dir: Path) -> Path:
-    """Write `out_dir/kernel-metadata.json` and a copy of the code file; return the metadata path."""
+def render_kernel_metadata(
+    kernel_dir: Path, username: str, datasets: list[str], out_dir: Path, fold: int | None = None
+) -> Path:
+    """Write `out_dir/kernel-metadata.json` and a copy of the code file; return the metadata path.
+
+    `fold`: a kernel of its own for that fold (slug `<slug>-fold<k>`, title `<title> fold <k>`), whose copied code
+    file has the fold written into its `FOLD = ...` line: Kaggle passes no arguments or environment to a kernel.
+    """
     template = kernel_dir / TEMPLATE_FILE
     meta = render_template(template, {"username": username})
+    if fold is not None:
+        meta["id"], meta["title"] = f"{meta.get('id', '')}-fold{fold}", f"{meta.get('title', '')} fold {fold}"
     problems = _check(meta, kernel_dir, username)
     problems += [f"dataset source {d!r} must be 'owner/slug'" for d in datasets if not _REF.fullmatch(d)]
     if problems:
@@ -86,5 +95,16 @@ def render_kernel_metadata(kernel_dir: Path, username: str, datasets: list[str],
         **{k: meta[k] for k in sorted(OPTIONAL - {"kernel_type"}) if k in meta},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(kernel_dir / code_file, out_dir / code_file)
+    if fold is None:
+        shutil.copy2(kernel_dir / code_file, out_dir / code_file)
+    else:
+        (out_dir / code_file).write_text(_with_fold((kernel_dir / code_file), int(fold)))
     return write_json(out_dir / METADATA_FILE, rendered)
+
+
+def _with_fold(script: Path, fold: int) -> str:
+    """The script's text with its one `FOLD = ...` line defaulting to `fold` (KIT_FOLD still overrides it)."""
+    text, n = _FOLD_LINE.subn(f'FOLD = int(os.environ.get("KIT_FOLD", {fold}))', script.read_text())
+    if n != 1:
+        raise DataError(f"{script}: needs exactly one line starting 'FOLD = ' to take a fold (found {n})")
+    return text

@@ -1,0 +1,146 @@
+"""The paths a competitor takes after the demo, through the CLI on tiny synthetic data with real (1-epoch) training:
+local-score then predict on the same run, a rerun that refuses and loses nothing, resume, folds trained elsewhere
+imported and scored without a leak, a run predicting at its own training size under any preset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from kitlib.cli import main
+from kitlib.data.submission import read_submission
+from kitlib.data.synth import synthesize
+from kitlib.infer.predictor import Predictor
+from kitlib.run import RunDir
+
+IMGSZ = 64
+# a partial config: merged onto the cpu preset
+TINY = {
+    "preprocess": {"stack_stride": 2},
+    "model": {"imgsz": IMGSZ, "width": 0.125},
+    "train": {"epochs": 1, "time_budget_s": None, "batch": 4, "workers": 0},
+    "infer": {"tta": ["identity"], "batch": 16, "conf": 0.01},
+    "tune": {"n_folds": 2, "bootstrap": 20},
+}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A working folder with tiny competition data, the tiny config and one run `x` made by local-score."""
+    root = tmp_path_factory.mktemp("runs")
+    synthesize(root / "comp", n_train=6, n_test=3, size="tiny", seed=1, progress=False)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert main(["local-score", "--data", "comp", "--run", "x", "--preset", "cpu", "--config", "tiny.yaml"]) == 0
+    return root
+
+
+@pytest.fixture
+def at(work, monkeypatch) -> Path:
+    monkeypatch.chdir(work)
+    return work
+
+
+def mtimes(run: RunDir) -> dict[str, int]:
+    files = [run.config, run.presence, run.score, *run.fold_checkpoints().values()]
+    return {str(f): f.stat().st_mtime_ns for f in files}
+
+
+def test_local_score_writes_the_run_layout(at):
+    run = RunDir(at / "runs" / "x")
+    assert sorted(run.fold_checkpoints()) == [0, 1]
+    for path in (run.config, run.presence, run.folds_csv, run.oof, run.score, run.plot("f2_curve")):
+        assert path.is_file(), path
+    score = json.loads(run.score.read_text())
+    assert score["weights"] == [str(run.fold_checkpoint(0)), str(run.fold_checkpoint(1))]
+    assert run.load_config().model.imgsz == IMGSZ  # the partial YAML merged onto the preset
+
+
+def test_predict_right_after_local_score_on_the_same_run(at, capsys):
+    assert main(["predict", "--data", "comp", "--run", "x"]) == 0
+    submission = read_submission(at / "runs" / "x" / "submission.csv")
+    sample = pl.read_csv(at / "comp" / "sample_submission.csv")["tomo_id"].to_list()
+    assert submission["tomo_id"].to_list() == sample
+    assert "2 model(s)" in capsys.readouterr().out
+
+
+def test_a_run_predicts_at_its_training_size_under_any_preset(at):
+    for preset in (None, "cpu", "default"):
+        predictor = Predictor.from_run("x", preset=preset, device="cpu")
+        assert predictor.cfg.infer.imgsz is None and {d.imgsz for d in predictor.detectors} == {IMGSZ}, preset
+    assert f"{[IMGSZ]} px" in Predictor.from_run("x", preset="default", device="cpu").describe()
+
+
+def test_rerunning_an_existing_run_name_refuses_and_loses_nothing(at, capsys):
+    run = RunDir(at / "runs" / "x")
+    before = mtimes(run)
+    assert main(["local-score", "--data", "comp", "--run", "x", "--preset", "cpu", "--config", "tiny.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a run of that name exists" in err and "--resume" in err and "--exist-ok" in err
+    assert mtimes(run) == before
+
+
+def test_resume_keeps_finished_folds(at, capsys):
+    run = RunDir(at / "runs" / "x")
+    checkpoints = {f: p.stat().st_mtime_ns for f, p in run.fold_checkpoints().items()}
+    assert main(["local-score", "--data", "comp", "--run", "x", "--resume"]) == 0
+    assert "finished checkpoint" in capsys.readouterr().out
+    assert {f: p.stat().st_mtime_ns for f, p in run.fold_checkpoints().items()} == checkpoints
+
+
+def kernel_outputs(at: Path, name: str, swap: bool = False) -> Path:
+    """What `make kernel-output KERNEL=train` leaves for each fold, made from run x: fold<k>.pt, config.yaml,
+    folds.csv (`swap`: fold 0's file holds fold 1's model and the other way round)."""
+    run = RunDir(at / "runs" / "x")
+    out = at / name
+    for fold in (0, 1):
+        folder = out / f"fold{fold}"
+        folder.mkdir(parents=True)
+        shutil.copy2(run.fold_checkpoint(1 - fold if swap else fold), folder / f"fold{fold}.pt")
+        shutil.copy2(run.config, folder / "config.yaml")
+        shutil.copy2(run.folds_csv, folder / "folds.csv")
+    return out
+
+
+def test_imported_folds_score_as_the_run_that_trained_them(at):
+    out = kernel_outputs(at, "kernel_outputs")
+    assert main(["local-score", "--data", "comp", "--run", "imported", "--from-folds", str(out / "fold0"),
+                 str(out / "fold1")]) == 0
+    mine, theirs = (pl.read_csv(at / "runs" / r / "oof.csv").sort("tomo_id") for r in ("x", "imported"))
+    assert mine.select("tomo_id", "fold", "score").equals(theirs.select("tomo_id", "fold", "score"))
+    assert json.loads((at / "runs" / "imported" / "score.json").read_text())["per_fold_epochs"] == {"0": None, "1": None}
+
+
+def test_a_fold_model_that_trained_on_its_held_out_fold_is_refused(at, capsys):
+    """Swapped checkpoints each 'know' the tomograms they would score: scoring them would leak."""
+    out = kernel_outputs(at, "swapped", swap=True)
+    assert main(["local-score", "--data", "comp", "--run", "leaky", "--from-folds", str(out)]) == 2
+    assert "trained with other folds" in capsys.readouterr().err
+    assert not (at / "runs" / "leaky" / "score.json").exists()
+
+
+def test_predict_without_a_run_lists_the_runs(at, capsys):
+    assert main(["predict", "--data", "comp"]) == 2
+    assert "runs: " in capsys.readouterr().err
+
+
+def test_a_bad_fold_number_is_one_line(at, capsys):
+    assert main(["train", "--data", "comp", "--fold", "7", "--run", "f7", "--preset", "cpu",
+                 "--config", "tiny.yaml"]) == 2
+    assert "--fold 7: no such fold (the folds are [0, 1])" in capsys.readouterr().err
+
+
+def test_the_gpu_preset_on_a_cpu_machine_fails_before_any_export(at, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["local-score", "--data", "comp", "--run", "gpu", "--preset", "default"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert not (at / "runs" / "gpu" / "export").exists()

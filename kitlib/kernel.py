@@ -8,7 +8,7 @@ with its traceback and answered by a full -1 fallback file. The returned `InferR
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import json
 import subprocess
 import sys
@@ -20,7 +20,8 @@ from pathlib import Path
 
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData, find_competition_root, find_dataset, kaggle_root
-from kitlib.release.bundle import DEFAULT_PREFIX, MANIFEST_FILE, dataset_slug, sha256
+from kitlib.release.bundle import DEFAULT_PREFIX, dataset_slug
+from kitlib.release.manifest import installed_version, read_requirements, verify_manifest
 
 REPORT_FILE = "kernel_report.json"
 
@@ -30,24 +31,6 @@ def working_dir() -> Path:
     folder = kaggle_root() / "working"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def read_requirements(folder: Path) -> dict[str, str]:
-    """name -> version of the `name==version` lines of a wheels bundle's requirements.txt."""
-    path = folder / "requirements.txt"
-    try:
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and line[0] != "#"]
-        return dict(line.split("==") for line in lines)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a list of name==version pins ({e}); rebuild the wheels bundle") from e
-
-
-def installed_version(name: str) -> str | None:
-    """The installed version of a distribution, or None."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def install_wheels(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -67,22 +50,6 @@ def install_wheels(prefix: str = DEFAULT_PREFIX) -> list[str]:
     print(f"wheels from {folder}: installed {missing or 'nothing'}; already present {present or 'nothing'}",
           flush=True)
     return missing
-
-
-def verify_manifest(folder: Path) -> None:
-    """Every file the dataset's manifest.json lists exists with its recorded sha256 (DataError naming the file)."""
-    path = folder / MANIFEST_FILE
-    try:
-        files = json.loads(path.read_text())["files"]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: unreadable manifest ({e}); rebuild the bundle") from e
-    for entry in files:
-        file = folder / entry["name"]
-        if not file.is_file():
-            raise DataError(f"{file}: listed in {path} but missing")
-        if sha256(file) != entry["sha256"]:
-            raise DataError(f"{file}: corrupt (sha256 differs from {path}; {file.stat().st_size} bytes, "
-                            f"expected {entry['bytes']})")
 
 
 @dataclass

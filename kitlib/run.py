@@ -26,10 +26,21 @@ from pathlib import Path
 
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
+from kitlib.data.folds import FOLDS_FILENAME
 
 DEFAULT_PROJECT = Path("runs")
 _FOLD_DIR = re.compile(r"fold(\d+)$")
 _FOLD_FILE = re.compile(r"fold(\d+)\.pt$")
+
+
+def best_checkpoint(save_dir: Path) -> Path:
+    """ultralytics' best checkpoint in a training folder."""
+    return Path(save_dir) / "weights" / "best.pt"
+
+
+def last_checkpoint(save_dir: Path) -> Path:
+    """ultralytics' latest checkpoint in a training folder (what a resume continues)."""
+    return Path(save_dir) / "weights" / "last.pt"
 
 
 class RunExistsError(DataError):
@@ -56,7 +67,7 @@ class RunDir:
 
     @property
     def folds_csv(self) -> Path:
-        return self.root / "folds.csv"
+        return self.root / FOLDS_FILENAME
 
     @property
     def oof(self) -> Path:
@@ -91,10 +102,10 @@ class RunDir:
         return self.root / f"fold{int(fold)}"
 
     def fold_checkpoint(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "weights" / "best.pt"
+        return best_checkpoint(self.fold_dir(fold))
 
     def fold_last(self, fold: int) -> Path:
-        return self.fold_dir(fold) / "weights" / "last.pt"
+        return last_checkpoint(self.fold_dir(fold))
 
     def export_dir(self, fold: int) -> Path:
         return self.root / "export" / f"fold{int(fold)}"
@@ -104,8 +115,8 @@ class RunDir:
         found = {int(m.group(1)): p for p in self.root.glob("fold*.pt") if (m := _FOLD_FILE.match(p.name))}
         for d in self.root.glob("fold*"):
             m = _FOLD_DIR.match(d.name)
-            if m and (d / "weights" / "best.pt").is_file():
-                found[int(m.group(1))] = d / "weights" / "best.pt"
+            if m and best_checkpoint(d).is_file():
+                found[int(m.group(1))] = best_checkpoint(d)
         return dict(sorted(found.items()))
 
     def checkpoints(self) -> list[Path]:
@@ -183,4 +194,5 @@ def new_run(
     return rd, cfg
 
 
-__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "claim_run", "new_run", "open_run", "run_dir"]
+__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "last_checkpoint", "new_run",
+           "open_run", "run_dir"]

@@ -39,6 +39,7 @@ from kitlib.config import KitConfig  # noqa: E402
 from kitlib.data.errors import DataError  # noqa: E402
 from kitlib.model.build import ZModel, load_3ch_weights, make_kit_meta, model_cfg, model_yaml  # noqa: E402
 from kitlib.model.validator import ZValidator  # noqa: E402
+from kitlib.run import last_checkpoint  # noqa: E402
 
 REQUIRED_DATA_KEYS = ("stack_stride", "z_span", "kpt_shape")
 _BAD_AMP_GPUS = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.I)
@@ -235,7 +236,7 @@ def train(data_yaml: Path, cfg: KitConfig, save_dir: Path, resume: bool = False)
     data = _read_data_yaml(data_yaml)
     save_dir = Path(save_dir).resolve()
     if resume:
-        last = save_dir / "weights" / "last.pt"
+        last = last_checkpoint(save_dir)
         if not last.is_file():
             raise DataError(f"{last}: no checkpoint to resume")
         t = cfg.train

@@ -14,6 +14,8 @@ Simulated:
 - no network: the kernel runs under `unshare -rn` (an empty network namespace) where this machine allows it, else
   with a `sitecustomize.py` on PYTHONPATH that makes every socket connect / name lookup raise.
 - no GPU and no 12-hour limit (the kernel's own `KIT_BUDGET_S` applies); the scoring rerun is not simulated.
+- a clean environment (`kernel_environment`): PATH, an empty HOME, LANG, TMPDIR, the KIT_* settings and the guard's
+  variables; none of the user's KAGGLE_* variables (the API key), tokens or keys reach the kernel.
 - `test_solution.csv` is kept outside the mounted competition folder, as Kaggle keeps the hidden labels.
 
 Bundles: those already built under `bundles` (default `build/datasets/`, i.e. what `make push-dataset` would upload)
@@ -27,6 +29,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,12 +37,13 @@ import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.release import bundle
-from kitlib.kernel import installed_version, read_requirements
 from kitlib.release.kernels import render_kernel_metadata
+from kitlib.release.manifest import installed_version, read_requirements
 from kitlib.testing import tiny_run
 
 DRYRUN = bundle.REPO_ROOT / "build" / "dryrun"
@@ -58,6 +62,8 @@ IMAGE_PTH = "kaggle_image.pth"
 WORKSPACE_MARKER = ".kit-dryrun"  # marks a folder a dry run made: the next dry run may replace it
 _LEGACY_ENTRIES = {"bundles", "kaggle", "venv", "code", "config", "socket-guard", "tiny-run"}  # before the marker
 KERNEL_ENV = {"train": {"KIT_PRESET": "cpu", "KIT_EPOCHS": "1"}}  # a dry run trains one CPU epoch
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "TMPDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")  # besides KIT_*
+SECRET_NAME = re.compile(r"KAGGLE|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|API_?KEY|(^|_)KEY(S)?($|_)", re.IGNORECASE)
 
 
 @dataclass
@@ -221,6 +227,32 @@ def check_train_output(root: Path, fold: int = 0) -> dict:
     return load_kit_checkpoint(root / "working" / f"fold{fold}.pt")[1]
 
 
+def kernel_environment(
+    python: Path,
+    root: Path,
+    work: Path,
+    kernel: str,
+    guard_env: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+    parent: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The kernel's environment, built from nothing as on Kaggle rather than inherited from `parent` (default: this
+    process's): PATH with the image's `python` first, HOME an empty `work/home`, LANG (default C.UTF-8), and of
+    `parent` only PASSED_ENV and the KIT_* settings; then the network guard's `guard_env`, KIT_KAGGLE_ROOT,
+    YOLO_CONFIG_DIR, the kernel's dry-run settings and `env`. Nothing of `parent` whose name says KAGGLE, token, key,
+    secret, password or auth passes: the user's KAGGLE_KEY stays out of the kernel."""
+    parent = os.environ if parent is None else parent
+    home = work / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    passed = {k: v for k, v in parent.items() if (k in PASSED_ENV or k.startswith("KIT_")) and v}
+    kernel_env = {k: v for k, v in passed.items() if not SECRET_NAME.search(k)}
+    kernel_env.setdefault("LANG", "C.UTF-8")
+    kernel_env.update(guard_env, PATH=f"{python.parent}{os.pathsep}{parent.get('PATH') or os.defpath}",
+                      HOME=str(home), KIT_KAGGLE_ROOT=str(root), YOLO_CONFIG_DIR=str(work / "config"),
+                      **KERNEL_ENV.get(kernel, {}), **(env or {}))
+    return kernel_env
+
+
 def dry_run(
     kernel: str = "infer",
     bundles: Path = bundle.REPO_ROOT / "build" / "datasets",
@@ -233,7 +265,8 @@ def dry_run(
     kernels: Path = bundle.REPO_ROOT / "kernels",
 ) -> DryRun:
     """Run `kernels/<kernel>` in a fresh simulated Kaggle root under `out` (default `build/dryrun/<kernel>`, replaced),
-    then check its output; raises `DataError` on any failure. `env` adds to the kernel's environment."""
+    then check its output; raises `DataError` on any failure. `env` adds to the kernel's clean environment
+    (`kernel_environment`)."""
     started = time.perf_counter()
     work = (out or DRYRUN / kernel).resolve()
     if work.exists():
@@ -259,9 +292,7 @@ def dry_run(
         python = image_venv(work / "venv", carried)
         image = f"fresh venv {work / 'venv'} + this venv's packages except {carried} and kitlib"
     prefix, guard_env, network = network_guard(work)
-    kernel_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    kernel_env.update(guard_env, KIT_KAGGLE_ROOT=str(root), PATH=f"{python.parent}{os.pathsep}{os.environ['PATH']}",
-                      YOLO_CONFIG_DIR=str(work / "config"), **KERNEL_ENV.get(kernel, {}), **(env or {}))
+    kernel_env = kernel_environment(python, root, work, kernel, guard_env, env)
     print(f"image:   {image}\nnetwork: {network}\nrun:     {python} {script} (cwd {root / 'working'})", flush=True)
     log = work / f"{kernel}.log"
     rc = _run_streamed([*prefix, str(python), str(script)], root / "working", kernel_env, log, timeout_s)

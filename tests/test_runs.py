@@ -144,3 +144,14 @@ def test_the_gpu_preset_on_a_cpu_machine_fails_before_any_export(at, capsys):
     assert main(["local-score", "--data", "comp", "--run", "gpu", "--preset", "default"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
     assert not (at / "runs" / "gpu" / "export").exists()
+
+
+def test_synth_and_dry_run_never_delete_what_they_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "preview").mkdir(parents=True)
+    (mine / "preview" / "my_notes.png").write_bytes(b"x")
+    assert main(["synth", "--out", str(mine), "--size", "tiny", "--n-train", "1", "--n-test", "1"]) == 2
+    assert main(["dry-run", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "not written by synth" in err and "not an earlier dry run's workspace" in err
+    assert (mine / "preview" / "my_notes.png").is_file()

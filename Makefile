@@ -18,7 +18,7 @@ RESUME   ?=#  1: continue an existing run (finished folds are kept)
 FOLDS    ?=#  import-folds: the train kernel's output folders (default: build/kernels/train*/output)
 WEIGHTS  ?=#  checkpoints instead of the run's
 KERNEL   ?= infer#  folder under kernels/
-FOLD     ?=#  push-kernel KERNEL=train: the fold that kernel trains (one kernel per fold)
+FOLD     ?=#  KERNEL=train: the fold's own kernel (push-kernel, kernel-status, kernel-output)
 
 CONFIG_ARGS = $(if $(PRESET),--preset $(PRESET)) $(if $(CONFIG),--config $(CONFIG)) $(foreach s,$(SET),--set $(s)) \
               $(if $(DEVICE),--device $(DEVICE))
@@ -81,10 +81,10 @@ push-kernel: setup ## push kernels/$(KERNEL) (internet off, GPU, competition + d
 	$(KIT) push-kernel $(KERNEL) $(if $(FOLD),--fold $(FOLD))
 
 kernel-status: setup ## status of KERNEL's latest version; WAIT=1 polls until it ends; a failed run exits 1
-	$(KIT) kernel-status $(KERNEL) $(if $(WAIT),--wait)
+	$(KIT) kernel-status $(KERNEL)$(if $(FOLD),-fold$(FOLD)) $(if $(WAIT),--wait)
 
-kernel-output: setup ## download KERNEL's outputs and log to build/kernels/$(KERNEL)/output/
-	$(KIT) kernel-output $(KERNEL)
+kernel-output: setup ## download KERNEL's outputs and log to build/kernels/$(KERNEL)[-fold$(FOLD)]/output/
+	$(KIT) kernel-output $(KERNEL)$(if $(FOLD),-fold$(FOLD))
 
 submit: setup ## submit KERNEL's last pushed version once complete (KERNEL_VERSION=n, MESSAGE=...)
 	$(KIT) submit $(KERNEL) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.kaggle.errors import KaggleError
 
@@ -162,7 +163,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _local_score(args: argparse.Namespace) -> int:
     from kitlib.evaluation.local_score import format_table, import_folds, local_score
-    from kitlib.infer.predictor import resolve_device
     from kitlib.run import claim_run, new_run
 
     data = _data(args)
@@ -174,7 +174,6 @@ def _local_score(args: argparse.Namespace) -> int:
         run.save_config(cfg)
     else:
         run, cfg = new_run(name, _new_config(args), exist_ok=args.exist_ok, resume=args.resume)
-        resolve_device(cfg.train.device, f"{run.config}: train.device")
     result = local_score(data, cfg, run, folds_path=args.folds, resume=args.resume or bool(args.from_folds),
                          train_missing=not args.from_folds)
     print(format_table(result))
@@ -222,7 +221,7 @@ def _push_dataset(args: argparse.Namespace) -> int:
 def _push_kernel(args: argparse.Namespace) -> int:
     from kitlib.release.commands import push_kernel_cmd
 
-    return push_kernel_cmd(args.kernel, prefix=args.prefix)
+    return push_kernel_cmd(args.kernel, prefix=args.prefix, fold=args.fold)
 
 
 def _kernel_status(args: argparse.Namespace) -> int:
@@ -247,6 +246,12 @@ def _submissions(args: argparse.Namespace) -> int:
     from kitlib.release.commands import submissions_cmd
 
     return submissions_cmd()
+
+
+def _download(args: argparse.Namespace) -> int:
+    from kitlib.release.commands import download_cmd
+
+    return download_cmd(dest=args.out, slug=args.slug)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -414,7 +419,14 @@ def add_kaggle_commands(sub, command) -> None:
     p = command("push-kernel", "render kernels/<kernel>/ metadata and push a new version")
     p.add_argument("kernel", help="folder under kernels/, e.g. infer")
     p.add_argument("--prefix", default="motor-kit", help="the datasets' slug prefix")
+    p.add_argument("--fold", type=int, default=None,
+                   help="train kernel: push that fold's own kernel (then name it <kernel>-fold<k> in kernel-status etc.)")
     p.set_defaults(func=_push_kernel)
+
+    p = command("download", "download the competition data into data/<slug>/ (skipped when already there)")
+    p.add_argument("--out", type=Path, default=None, help="default: data/<slug>")
+    p.add_argument("--slug", default=COMPETITION_SLUG, help="competition slug")
+    p.set_defaults(func=_download)
 
     p = command("kernel-status", "status of the kernel's latest version (a failed run exits 1)")
     p.add_argument("kernel", help="folder under kernels/ (its last push) or owner/slug")

@@ -1,9 +1,14 @@
 """A local stand-in for Kaggle that the UNMODIFIED kaggle 2.2.4 client talks to.
 
 With `KAGGLE_API_ENVIRONMENT=LOCALHOST` the client calls `http://localhost/api/v1/<service>/<Method>`; with
-`HTTP_PROXY=http://127.0.0.1:<port>` (NO_PROXY unset) those requests, the blob PUTs and the output downloads reach
-this server, which reads the target from the absolute request URI. It records every request, answers like Kaggle
-(camelCase JSON; errors as `{"code", "message"}`), can be told to fail a method, and stops itself after `lifetime_s`.
+`HTTP_PROXY=http://127.0.0.1:<port>` (NO_PROXY unset) those requests, the blob PUTs and the downloads reach this
+server, which reads the target from the absolute request URI. It records every request, answers like Kaggle
+(camelCase JSON; errors as `{"code", "message"}`), can be told to fail a method (an HTTP error), to answer it with any
+body at HTTP 200 (an error body, a body missing a field), or to cut downloads short, and stops itself after
+`lifetime_s`.
+
+`DownloadDataFiles` (competition download) answers, like Kaggle, with a 302 redirect to the archive
+(`GET http://localhost/download/<competition>.zip`, served from `state.competition_files`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,15 @@ class State:
     submissions: list[dict[str, Any]] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
     polls_until_ready: int = 1
+    competition_files: dict[str, bytes] = field(default_factory=dict)  # competition slug -> its data archive (zip)
+    truncate_downloads: bool = False  # GETs announce the full length, send half and close (a broken transfer)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An RPC answer that is an HTTP 302 to `url` (Kaggle's `HttpRedirect`)."""
+
+    url: str
 
 
 class KaggleServer:
@@ -106,11 +120,12 @@ class KaggleServer:
     def fail(self, method: str, message: str, status: int = 400) -> None:
         """Answer every later call of `method` with HTTP `status` and `{"code": status, "message": message}`.
 
-        `method` is an RPC name (`SaveKernel`) or `PUT` for every blob upload."""
+        `method` is an RPC name (`SaveKernel`), `PUT` for every blob upload or `GET` for every download (kernel
+        output files, the competition archive)."""
         self._failures[method] = (status, message)
 
     def override(self, method: str, body: dict[str, Any]) -> None:
-        """Answer every later call of `method` with HTTP 200 and `body` (e.g. a response carrying `error`)."""
+        """Answer every later call of RPC `method` with HTTP 200 and `body` (e.g. one carrying `error`)."""
         self._overrides[method] = body
 
     def calls(self, method: str | None = None) -> list[Request]:
@@ -177,6 +192,21 @@ class KaggleServer:
     def _submissions(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {"submissions": self.state.submissions}
 
+    def _download_data_files(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | Redirect]:
+        name = body.get("competitionName", "")
+        if name not in self.state.competition_files:
+            return 404, {"code": 404, "message": f"Competition {name!r} not found"}
+        return 302, Redirect(f"http://localhost/download/{name}.zip")
+
+    def _download(self, path: str) -> bytes | None:
+        """The bytes a GET of `path` serves (kernel outputs, competition archives), None when there is none."""
+        name = path.rsplit("/", 1)[-1]
+        if path.startswith("/output/"):
+            return self.state.outputs.get(name)
+        if path.startswith("/download/") and name.endswith(".zip"):
+            return self.state.competition_files.get(name.removesuffix(".zip"))
+        return None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
         rpcs = {
@@ -190,6 +220,7 @@ class KaggleServer:
             "ListKernelSessionOutput": server._kernel_output,
             "CreateCodeSubmission": server._code_submission,
             "ListSubmissions": server._submissions,
+            "DownloadDataFiles": server._download_data_files,
         }
 
         class Handler(BaseHTTPRequestHandler):
@@ -229,6 +260,12 @@ class KaggleServer:
                         status, answer = rpcs[method](body)
                     else:
                         status, answer = 404, {"code": 404, "message": f"no such method {method}"}
+                if isinstance(answer, Redirect):
+                    self.send_response(status)
+                    self.send_header("Location", answer.url)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self._reply(status, json.dumps(answer).encode())
 
             def do_PUT(self) -> None:
@@ -249,11 +286,25 @@ class KaggleServer:
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 self._record(path, b"")
-                name = path.rsplit("/", 1)[-1]
-                if path.startswith("/output/") and name in server.state.outputs:
-                    self._reply(200, server.state.outputs[name], "application/octet-stream")
-                else:
+                with server._lock:
+                    failure = server._failures.get("GET")
+                    data = server._download(path)
+                    truncate = server.state.truncate_downloads
+                if failure:
+                    status, message = failure
+                    self._reply(status, json.dumps({"code": status, "message": message}).encode())
+                elif data is None:
                     self._reply(404, b"not found", "text/plain")
+                elif truncate:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/zip")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                else:
+                    self._reply(200, data, "application/octet-stream")
 
         return Handler
 

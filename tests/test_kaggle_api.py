@@ -197,7 +197,7 @@ def test_failed_upload_is_an_error_although_the_client_carries_on(server, tmp_pa
     folder = dataset_folder(tmp_path / "ds", {"a.txt": b"a"})
     server.fail("PUT", "signature expired", status=403)
     last = failed(run_python(push_dataset_code(folder, "m"), server.env(tmp_path / "home")))
-    assert "upload failed for ['a.txt']" in last
+    assert "upload failed for ['a.txt'] (HTTP 403: signature expired)" in last  # the server's words, not only "failed"
     assert server.calls("CreateDataset")[0].body.get("files", []) == []  # what the client sent regardless
 
 
@@ -287,10 +287,11 @@ def test_submissions_table(server, tmp_path):
     ]
     code = "from kitlib.release import commands; commands.submissions_cmd()"
     lines = ok(run_python(code, server.env(tmp_path / "home"))).splitlines()
-    assert lines[0].split() == ["date", "description", "status", "public", "private"]
+    assert lines[0].split() == ["date", "description", "status", "public", "private", "error"]
     assert lines[2].split() == ["2025-06-02", "09:30", "tester/motor-kit-infer", "v3", "kit", "abc1234", "complete",
                                 "0.8412", "0.8301"]
-    assert lines[3].split() == ["2025-06-01", "08:00", "first", "error"]
+    assert lines[3].split() == ["2025-06-01", "08:00", "first", "error", "Notebook", "Threw", "Exception"]
+    assert lines[3].index("Notebook Threw Exception") == lines[0].index("error", lines[0].index("private"))
     assert server.calls("ListSubmissions")[0].body["competitionName"] == COMPETITION_SLUG
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -147,12 +148,21 @@ def test_wheels_bundle_fails_clearly_when_a_wheel_is_missing(repo_copy, tmp_path
         bundle.build_wheels("tester", tmp_path / "wheels", root=repo_copy, find_links=links)
 
 
+def small_checkpoint(path: Path, fold: int, **extra: object) -> Path:
+    """A checkpoint shaped like the kit's (a pickled module, kit_meta) without building a YOLO model."""
+    import torch
+
+    torch.manual_seed(fold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": torch.nn.Conv2d(5, 2, 1), "kit_meta": {"fold": fold, "stack_stride": 2}, **extra}, path)
+    return path
+
+
 def make_run(run: Path, folds: int = 2) -> Path:
     for fold in range(folds):
         weights = run / f"fold{fold}" / "weights"
-        weights.mkdir(parents=True)
-        (weights / "best.pt").write_bytes(f"best of fold {fold}".encode() * 100)
-        (weights / "last.pt").write_bytes(b"last")
+        small_checkpoint(weights / "best.pt", fold)
+        small_checkpoint(weights / "last.pt", 100 + fold)
     (run / "presence.json").write_text(json.dumps({"rule": "threshold", "value": 0.4}))
     KitConfig.preset("cpu").save(run / "config.yaml")
     return run
@@ -165,9 +175,15 @@ def test_weights_bundle_flattens_fold_weights_with_presence_and_config(repo_copy
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["fold0.pt", "fold1.pt", "presence.json", "config.yaml", "manifest.json", "dataset-metadata.json"]
     )
-    for fold in range(2):
-        assert digest(folder / f"fold{fold}.pt") == digest(run / f"fold{fold}" / "weights" / "best.pt")
-    assert manifest["weights"] == {f"fold{f}.pt": str(run / f"fold{f}" / "weights" / "best.pt") for f in range(2)}
+    import torch
+
+    for fold in range(2):  # the same model and kit_meta (a sanitized copy, not the same bytes)
+        copied = torch.load(folder / f"fold{fold}.pt", weights_only=False)
+        source = torch.load(run / f"fold{fold}" / "weights" / "best.pt", weights_only=False)
+        assert copied["kit_meta"] == source["kit_meta"] == {"fold": fold, "stack_stride": 2}
+        assert torch.equal(copied["model"].weight, source["model"].weight)
+    assert manifest["weights"] == {f"fold{f}.pt": f"fold{f}/weights/best.pt" for f in range(2)}
+    assert manifest["run"] == "demo"
     assert KitConfig.load(folder / "config.yaml") == KitConfig.preset("cpu")
 
     only = bundle.build_weights("tester", tmp_path / "w1", run, [run / "fold1" / "weights" / "best.pt"], root=repo_copy)
@@ -180,13 +196,15 @@ def test_weights_bundle_errors_name_the_missing_piece(repo_copy, tmp_path):
     with pytest.raises(DataError, match=rf"^{re.escape(str(run / 'presence.json'))}: not found"):
         bundle.build_weights("tester", tmp_path / "w", run, root=repo_copy)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no \\*/weights/best.pt"):
+    with pytest.raises(DataError, match="no fold checkpoints found"):
         bundle.build_weights("tester", tmp_path / "w", tmp_path / "empty", root=repo_copy)
-    clash = [run / "fold0" / "weights" / "last.pt", tmp_path / "last.pt"]
-    clash[1].write_bytes(b"x")
+    clash = [run / "fold0" / "weights" / "last.pt", small_checkpoint(tmp_path / "last.pt", 7)]
     (run / "presence.json").write_text("{}")
     with pytest.raises(DataError, match="collide"):
         bundle.build_weights("tester", tmp_path / "w", run, clash, root=repo_copy)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")  # cannot be sanitized: not bundled
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'junk.pt'))}: cannot read checkpoint"):
+        bundle.build_weights("tester", tmp_path / "w", run, [tmp_path / "junk.pt"], root=repo_copy)
 
 
 def test_dataset_metadata_template_is_checked_like_kaggle_create(repo_copy, tmp_path):
@@ -237,3 +255,120 @@ def test_bundle_cmd_builds_all_three_for_the_credentials_user(tmp_path):
 
     no_run = run_python(code.replace(f"run=Path({str(run)!r})", "run=None"), env)
     assert no_run.returncode != 0 and "the weights bundle needs a run folder" in no_run.stderr
+
+
+# --- secrets and provenance ---
+
+TOKEN = "SECRETTOKEN123"
+
+
+def plant_secrets(run: Path) -> Path:
+    """A real kit checkpoint (untrained z-head) carrying what ultralytics writes: `git` with a token in the remote URL,
+    `train_args` and `model.args` with absolute local paths; a config naming a local weights file."""
+    import torch
+
+    from kitlib.testing import tiny_run
+
+    tiny_run(run)
+    best = run / "fold0" / "weights" / "best.pt"
+    ckpt = torch.load(best, weights_only=False)
+    args = {"data": str(run.parent / "export" / "dataset.yaml"), "project": str(run.parent), "name": run.name,
+            "save_dir": str(run / "fold0"), "model": str(run / "yolov8n-pose.yaml"), "imgsz": 96,
+            "source": [str(run / "a"), f"https://user:{TOKEN}@data.example/x"]}
+    ckpt["git"] = {"root": str(run.parent), "branch": "main", "commit": "0123abcd" * 5,
+                   "message": "train", "origin": f"https://oauth2:{TOKEN}@example.com/x.git?private_token={TOKEN}"}
+    ckpt["train_args"] = dict(args)
+    ckpt["model"].args = dict(args, save_dir=run / "fold0")  # a Path, as ultralytics sometimes keeps them
+    torch.save(ckpt, best)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(
+        "weights: null", f"weights: {run.parent / 'yolov8n.pt'}"))
+    return best
+
+
+def bundle_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a built bundle, and every member of the zips in it (wheels, torch checkpoints), as bytes."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        found[path.name] = path.read_bytes()
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                found.update({f"{path.name}:{name}": zf.read(name) for name in zf.namelist()})
+    return found
+
+
+def test_bundles_carry_no_token_and_no_local_path(repo_copy, tmp_path):
+    import torch
+
+    from kitlib.model.build import load_kit_checkpoint
+
+    run = tmp_path / "runs" / "secret-run"
+    best = plant_secrets(run)
+    assert "weights: /" in (run / "config.yaml").read_text()
+    before = digest(best)
+    built = [bundle.build_src("tester", tmp_path / "src", root=repo_copy),
+             bundle.build_weights("tester", tmp_path / "weights", run, root=repo_copy)]
+    assert digest(best) == before  # the run's checkpoint is not modified
+
+    for folder in built:
+        for name, data in bundle_bytes(folder).items():
+            assert TOKEN.encode() not in data, name
+            for path in (tmp_path, tmp_path.resolve()):
+                assert str(path).encode() not in data, name
+
+    copy = torch.load(tmp_path / "weights" / "fold0.pt", weights_only=False)
+    assert copy["git"]["origin"] == "https://example.com/x.git" and copy["git"]["commit"] == "0123abcd" * 5
+    assert copy["git"]["root"] == "runs"  # outside the run: its name only
+    assert copy["train_args"]["save_dir"] == "fold0" and copy["train_args"]["data"] == "dataset.yaml"
+    assert copy["train_args"]["source"] == ["a", "https://data.example/x"] and copy["train_args"]["imgsz"] == 96
+    assert copy["model"].args["save_dir"] == Path("fold0")
+    source = torch.load(best, weights_only=False)
+    assert source["git"]["origin"].startswith("https://oauth2:SECRET")
+    model, meta, _ = load_kit_checkpoint(tmp_path / "weights" / "fold0.pt")  # what the kernel loads still loads
+    assert meta == source["kit_meta"]
+    reference = source["model"].state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+    assert KitConfig.load(tmp_path / "weights" / "config.yaml").model.weights == "yolov8n.pt"
+
+
+def test_src_wheel_packs_only_what_git_tracks(repo_copy, tmp_path):
+    secret = repo_copy / "kitlib" / "_secret_test.env"
+    scratch = repo_copy / "kitlib" / "scratch_untracked.py"
+    secret.write_text(f"KAGGLE_KEY={TOKEN}\n")
+    scratch.write_text("print('not committed')\n")
+    with pytest.warns(UserWarning, match=r"git does not track \['kitlib/scratch_untracked.py'\]"):
+        wheel = bundle.build_kitlib_wheel(repo_copy, tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert "kitlib/_secret_test.env" not in names and "kitlib/scratch_untracked.py" not in names
+    assert "kitlib/config.py" in names
+
+    # outside a git checkout: the *.py files only
+    plain = tmp_path / "plain"
+    shutil.copytree(repo_copy, plain, ignore=shutil.ignore_patterns(".git"))
+    (tmp_path / "plain-wheel").mkdir()
+    with zipfile.ZipFile(bundle.build_kitlib_wheel(plain, tmp_path / "plain-wheel")) as zf:
+        names = {n for n in zf.namelist() if not n.startswith("kitlib-")}
+    assert "kitlib/_secret_test.env" not in names and "kitlib/scratch_untracked.py" in names
+    assert names == {p.relative_to(plain).as_posix() for p in (plain / "kitlib").rglob("*.py")}
+
+
+def test_src_wheel_of_this_checkout_leaves_untracked_files_out(tmp_path):
+    secret = REPO / "kitlib" / "_secret_test.env"
+    try:
+        secret.write_text(f"KAGGLE_KEY={TOKEN}\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # another engineer's untracked modules may be around
+            wheel = bundle.build_kitlib_wheel(REPO, tmp_path)
+        with zipfile.ZipFile(wheel) as zf:
+            assert "kitlib/_secret_test.env" not in zf.namelist()
+            assert all(TOKEN.encode() not in zf.read(n) for n in zf.namelist())
+    finally:
+        secret.unlink(missing_ok=True)
+
+
+def test_kaggle_credentials_are_ignored_by_git():
+    for name in ("kaggle.json", "access_token", "kitlib/.env"):
+        proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=REPO)
+        assert proc.returncode == 0, f"{name} is not in .gitignore"
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", "kaggle.json.example"], cwd=REPO)
+    assert proc.returncode == 1

@@ -24,7 +24,7 @@ from kitlib.data.labels import TomoRecord, load_labels, solution_frame
 from kitlib.data.layout import CompetitionData
 from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
 from kitlib.infer.predict import candidates_to_submission
-from kitlib.infer.predictor import Predictor
+from kitlib.infer.predictor import Predictor, resolve_device
 from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
 from kitlib.run import RunDir
@@ -103,6 +103,8 @@ def local_score(
     """
     from kitlib.model import epochs_trained, train_fold
 
+    if train_missing:
+        resolve_device(cfg.train.device, f"{run.config}: train.device")  # before any export
     records = load_labels(data.labels_csv)
     folds = run_folds(data, records, cfg, run, folds_path)
     spacings = {r.tomo_id: r.voxel_spacing for r in records}

@@ -3,7 +3,8 @@
 Each folder holds its files, a `manifest.json` (name, bytes, sha256 of every file, the kit version) and a
 `dataset-metadata.json` rendered from `datasets/<name>/dataset-metadata.template.json`.
 
-- `src`: kitlib as a pure-Python wheel `kitlib-<version>-py3-none-any.whl` plus `VERSION` (git describe, `-dirty`).
+- `src`: kitlib as a pure-Python wheel `kitlib-<version>-py3-none-any.whl` plus `VERSION` (git describe, `-dirty`);
+  only the files git tracks under kitlib/ (an untracked `kitlib/.env` stays home), every `*.py` outside a checkout.
   Why a wheel: the CLI skips subfolders unless `--dir-mode zip`, and Kaggle unpacks uploaded `.zip`/`.tar` archives
   into folders, so a `kitlib.zip` would not arrive as a zip. `.whl` files arrive as they are. In the kernel either
   `sys.path.insert(0, "<dataset>/kitlib-<version>-py3-none-any.whl")` (zipimport) or
@@ -13,11 +14,16 @@ Each folder holds its files, a `manifest.json` (name, bytes, sha256 of every fil
   `pip install --no-index --no-deps --find-links <dataset> -r <dataset>/requirements.txt`
   (`--no-deps`: Kaggle's torch / numpy / opencv stay untouched).
 - `weights`: every fold's `weights/best.pt` of a run (renamed `<fold>.pt`), its `presence.json` and `config.yaml`.
+  The checkpoints are sanitized copies: ultralytics stores `git` (root, branch, commit, origin: a remote URL that may
+  carry a token) and `train_args` (absolute local paths) in each; credentials leave every URL and absolute paths
+  become relative to the run (else their file name), everywhere in the checkpoint. The run's files are not touched.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import hashlib
 import json
 import re
@@ -25,11 +31,15 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import types
+import warnings
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 from kitlib.data.errors import DataError
+from kitlib.run import RunDir
 from kitlib.release.templates import render_template, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -158,15 +168,35 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def build_kitlib_wheel(root: Path, out_dir: Path) -> Path:
-    """A pure-Python wheel of `root/kitlib` (no __pycache__), byte-identical for identical sources."""
-    version = _pyproject(root)["project"]["version"]
+def _python_sources(package: Path) -> list[Path]:
+    return sorted(p for p in package.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def kitlib_files(root: Path) -> list[Path]:
+    """What the src wheel packs of `root/kitlib`: the files git tracks (`git ls-files kitlib`), so nothing a user
+    left there (a `.env`, keys, scratch data) ships; outside a git checkout every `*.py` file (and only those)."""
     package = root / "kitlib"
-    entries: list[tuple[str, bytes]] = [
-        (p.relative_to(root).as_posix(), p.read_bytes())
-        for p in sorted(package.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
-    ]
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", "kitlib"], cwd=root, capture_output=True, timeout=30,
+                             check=True)
+        tracked = sorted({root / name for name in out.stdout.decode().split("\0") if name})
+    except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
+        tracked = []
+    if not tracked:
+        return _python_sources(package)
+    files = [p for p in tracked if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
+    untracked = sorted(set(_python_sources(package)) - set(files))
+    if untracked:
+        names = [p.relative_to(root).as_posix() for p in untracked]
+        warnings.warn(f"{root}: not packed, git does not track {names} (git add them if the kernel needs them)",
+                      stacklevel=2)
+    return files
+
+
+def build_kitlib_wheel(root: Path, out_dir: Path) -> Path:
+    """A pure-Python wheel of `root/kitlib` (`kitlib_files`), byte-identical for identical sources."""
+    version = _pyproject(root)["project"]["version"]
+    entries: list[tuple[str, bytes]] = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in kitlib_files(root)]
     dist_info = f"kitlib-{version}.dist-info"
     entries.append((f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: kitlib\nVersion: {version}\n".encode()))
     wheel_meta = "Wheel-Version: 1.0\nGenerator: kitlib.release.bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -254,21 +284,135 @@ def build_wheels(
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-def find_fold_weights(run_dir: Path) -> list[Path]:
-    """Every `weights/best.pt` below `run_dir` (one per fold), sorted."""
-    return sorted(run_dir.glob("**/weights/best.pt"))
+def _weight_name(path: Path, run: RunDir) -> str:
+    """A fold model keeps its fold in the flat dataset (`fold2.pt`); any other file keeps its name."""
+    fold = next((k for k, p in run.fold_checkpoints().items() if p.resolve() == path.resolve()), None)
+    return path.name if fold is None else f"fold{fold}.pt"
 
 
-def _weight_name(path: Path, run_dir: Path) -> str:
-    """`<run>/fold2/weights/best.pt` -> `fold2.pt`; any other file keeps its name."""
-    if path.name != "best.pt" or path.parent.name != "weights":
-        return path.name
-    owner = path.parent.parent
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
+_URL_USERINFO_BYTES = re.compile(_URL_USERINFO.pattern.encode())
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+
+
+def _strip_url(text: str, drop_query: bool = False) -> str:
+    """`text` without user:password@ in any URL it holds (and, for a lone URL with `drop_query`, no query)."""
+    text = _URL_USERINFO.sub(r"\g<scheme>", text)
+    if drop_query and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+", text):
+        parts = urlsplit(text)
+        text = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return text
+
+
+def _local_path(text: str, bases: tuple[PurePath, ...]) -> str:
+    """An absolute path made relative to the first of `bases` holding it, else its file name; other text as is."""
+    if "\n" in text or not (text.startswith("/") or _WINDOWS_ABSOLUTE.match(text)):
+        return text
+    path = PurePosixPath(text) if text.startswith("/") else PureWindowsPath(text)
+    for base in bases:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(base).as_posix()
+    return path.name
+
+
+def _scrub(value: Any, bases: tuple[PurePath, ...], drop_query: bool = False) -> Any:
+    """`value` with credentials out of URLs and absolute paths made local (`_local_path`), in nested dicts, lists,
+    tuples, namespaces and paths; the same object when nothing changed."""
+    if isinstance(value, str):
+        new = _local_path(_strip_url(value, drop_query), bases)
+        return value if new == value else new
+    if isinstance(value, PurePath):
+        new = _scrub(str(value), bases)
+        return value if new == str(value) else type(value)(new)
+    if isinstance(value, dict):
+        items = {k: _scrub(v, bases, drop_query) for k, v in value.items()}
+        if all(items[k] is value[k] for k in value):
+            return value
+        out = copy.copy(value)
+        out.update(items)
+        return out
+    if type(value) in (list, tuple):
+        items = [_scrub(v, bases, drop_query) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+    if isinstance(value, types.SimpleNamespace):  # ultralytics' IterableSimpleNamespace (model.args)
+        items = {k: _scrub(v, bases, drop_query) for k, v in vars(value).items()}
+        if all(items[k] is v for k, v in vars(value).items()):
+            return value
+        out = copy.copy(value)
+        for k, v in items.items():
+            setattr(out, k, v)
+        return out
+    return value
+
+
+def _scrub_module(module: Any, bases: tuple[PurePath, ...]) -> None:
+    """Scrub the plain attributes (args, yaml, kit_meta, names, ...) of `module` and its submodules in place."""
+    import torch
+
+    for m in module.modules():
+        for name, value in list(vars(m).items()):
+            if name.startswith("_") or isinstance(value, (torch.Tensor, torch.nn.Module)):
+                continue
+            new = _scrub(value, bases)
+            if new is not value:
+                setattr(m, name, new)
+
+
+def _pickle_leaks(path: Path, bases: tuple[PurePath, ...]) -> list[str]:
+    """What of a token or the run's absolute path is still in the pickle of torch.save'd `path` (tensors aside)."""
+    with zipfile.ZipFile(path) as zf:
+        data = b"".join(zf.read(n) for n in zf.namelist() if n.endswith("data.pkl"))
+    leaks = [m.group(0).decode(errors="replace")[:12] + "…" for m in _URL_USERINFO_BYTES.finditer(data)]
+    return leaks + [str(base) for base in bases if str(base).encode() in data]
+
+
+def _run_bases(run_dir: Path) -> tuple[PurePath, ...]:
+    """The run folder as absolute paths (resolved and as given): what local paths are made relative to."""
+    return tuple(dict.fromkeys(PurePath(p) for p in (run_dir.resolve(), run_dir.absolute())))
+
+
+def sanitize_checkpoint(src: Path, dst: Path, run_dir: Path) -> Path:
+    """Write a copy of checkpoint `src` to `dst` with no credentials and no absolute local paths (module doc);
+    the model, kit_meta and every tensor are kept as they are. `src` is only read."""
+    import torch
+
+    from kitlib.model.build import read_checkpoint  # prepares the runtime before ultralytics is unpickled
+
+    ckpt = read_checkpoint(src)
+    bases = _run_bases(run_dir)
+    for key, value in list(ckpt.items()):
+        if isinstance(value, torch.nn.Module):
+            _scrub_module(value, bases)
+        else:
+            ckpt[key] = _scrub(value, bases, drop_query=key == "git")
+    torch.save(ckpt, dst)
+    leaks = _pickle_leaks(dst, bases)
+    if leaks:
+        dst.unlink()
+        raise DataError(f"{src}: could not remove {leaks} from the checkpoint; not bundled")
+    return dst
+
+
+def _copy_scrubbed_text(src: Path, dst: Path, bases: tuple[PurePath, ...]) -> None:
+    """Copy presence.json / config.yaml, rewritten only if an absolute path or a credential had to go."""
+    import yaml
+
+    text = src.read_text()
+    data = json.loads(text) if src.suffix == ".json" else yaml.safe_load(text)
+    clean = _scrub(data, bases)
+    if clean is data:
+        shutil.copy2(src, dst)
+    elif src.suffix == ".json":
+        write_json(dst, clean)
+    else:
+        dst.write_text(yaml.safe_dump(clean, sort_keys=False))
+
+
+def _run_relative(path: Path, run_dir: Path) -> str:
     try:
-        parts = owner.resolve().relative_to(run_dir.resolve()).parts
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
     except ValueError:
-        parts = (owner.name,)
-    return "-".join(parts or (run_dir.name,)) + ".pt"
+        return path.name
 
 
 def build_weights(
@@ -280,18 +424,20 @@ def build_weights(
     prefix: str = DEFAULT_PREFIX,
     config_name: str = "config.yaml",
 ) -> Path:
-    """The `weights` dataset from a run: fold weights (or `weights`), presence.json and the run's config YAML."""
+    """The `weights` dataset from a run: sanitized copies of the fold weights (or `weights`), presence.json and the
+    run's config YAML; the manifest names the sources relative to the run."""
     from kitlib.config import KitConfig
 
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
-    paths = list(weights) if weights else find_fold_weights(run_dir)
+    run = RunDir(run_dir)
+    paths = list(weights) if weights else run.checkpoints()
     if not paths:
-        raise DataError(f"{run_dir}: no */weights/best.pt found; train first or pass the weights explicitly")
+        raise DataError(f"{run_dir}: no fold checkpoints found; train first or pass the weights explicitly")
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DataError(f"{missing[0]}: weights file not found")
-    presence, config = run_dir / "presence.json", run_dir / config_name
+    presence, config = run.presence, run_dir / config_name
     if not presence.is_file():
         raise DataError(f"{presence}: not found; tune the presence rule for this run first")
     try:
@@ -302,17 +448,19 @@ def build_weights(
         KitConfig.load(config)
     except ValueError as e:
         raise DataError(str(e)) from e
-    names = {p: _weight_name(p, run_dir) for p in paths}
-    taken = [n for n in names.values() if n in ("presence.json", "config.yaml", MANIFEST_FILE, METADATA_FILE)]
+    names = {p: _weight_name(p, run) for p in paths}
+    taken = [n for n in names.values() if n in (run.presence.name, run.config.name, MANIFEST_FILE, METADATA_FILE)]
     if len(set(names.values())) != len(names) or taken:
         raise DataError(f"{run_dir}: weights would collide in the flat dataset: {sorted(names.values())}")
     folder = _fresh(out)
     for path, name in names.items():
-        shutil.copy2(path, folder / name)
-    shutil.copy2(presence, folder / "presence.json")
-    shutil.copy2(config, folder / "config.yaml")
-    sources = {name: str(path) for path, name in names.items()}
-    extra = {"run": str(run_dir), "weights": sources}
+        sanitize_checkpoint(path, folder / name, run_dir)
+    bases = _run_bases(run_dir)
+    flat = RunDir(folder)  # the dataset is read as a run folder of flat checkpoints
+    _copy_scrubbed_text(presence, flat.presence, bases)
+    _copy_scrubbed_text(config, flat.config, bases)
+    sources = {name: _run_relative(path, run_dir) for path, name in names.items()}
+    extra = {"run": run_dir.resolve().name, "weights": sources}
     return _finish(folder, "weights", username, prefix, root, extra, version_stamp(root))
 
 

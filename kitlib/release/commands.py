@@ -2,16 +2,21 @@
 
 Failures raise `KaggleError` (the server said no, or did not answer), `KaggleSetupError` (no credentials; nothing
 sent) or `DataError` (bad local input). Paths default to the repository: templates in `datasets/` and `kernels/`,
-outputs in `build/datasets/<name>/` and `build/kernels/<name>/` (with `pushed.json` after a push).
+outputs in `build/datasets/<name>/` and `build/kernels/<name>/` (with `pushed.json` after a push), competition data in
+`data/<slug>/`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.kaggle import api
 from kitlib.kaggle.errors import KaggleError
@@ -21,6 +26,9 @@ from kitlib.release.kernels import render_kernel_metadata
 BUILD = bundle.REPO_ROOT / "build"
 KERNELS = bundle.REPO_ROOT / "kernels"
 PUSHED_FILE = "pushed.json"
+DATA = bundle.REPO_ROOT / "data"
+LABELS_FILE = "train_labels.csv"
+PARTIAL_SUFFIX = ".partial"  # `.<dest name>.<random>.partial`: a download in progress beside its destination
 
 
 def bundle_cmd(
@@ -66,17 +74,21 @@ def push_dataset_cmd(
 
 
 def push_kernel_cmd(
-    kernel_name: str, prefix: str = bundle.DEFAULT_PREFIX, kernels: Path = KERNELS, build: Path = BUILD
+    kernel_name: str, prefix: str = bundle.DEFAULT_PREFIX, kernels: Path = KERNELS, build: Path = BUILD,
+    fold: int | None = None,
 ) -> int:
-    """`make push-kernel KERNEL=infer`: render the metadata, check the datasets are ready, push a new version."""
+    """`make push-kernel KERNEL=infer`: render the metadata, check the datasets are ready, push a new version.
+
+    `fold` (`KERNEL=train FOLD=k`): that fold's own kernel, recorded as `<kernel>-fold<k>` (the name
+    kernel-status / kernel-output / submit then take)."""
     user = api.username()
     datasets = bundle.dataset_ids(user, prefix)
     for ref in datasets:
         state = api.dataset_state(ref)
         if state is None or state[0] != "ready":
             raise KaggleError(f"dataset {ref} is {state[0] if state else 'missing'}: run `make push-dataset` first")
-    out = build / "kernels" / kernel_name
-    render_kernel_metadata(kernels / kernel_name, user, datasets, out)
+    out = build / "kernels" / (kernel_name if fold is None else f"{kernel_name}-fold{fold}")
+    render_kernel_metadata(kernels / kernel_name, user, datasets, out, fold=fold)
     pushed = api.push_kernel(out)
     record = {
         "ref": pushed.ref,
@@ -119,8 +131,10 @@ def kernel_output_cmd(kernel: str, dest: Path | None = None, build: Path = BUILD
     """`make kernel-output`: download the latest version's outputs and log to `build/kernels/<name|slug>/output/`."""
     ref = kernel_ref(kernel, build)
     dest = dest or build / "kernels" / kernel.split("/")[-1] / "output"
-    for path in api.kernel_output(ref, dest):
+    paths = api.kernel_output(ref, dest)
+    for path in paths:
         print(path)
+    print(f"{ref}: {len(paths)} files in {dest}")
     return 0
 
 
@@ -146,4 +160,59 @@ def submit_cmd(kernel: str, version: int | None = None, message: str | None = No
 def submissions_cmd() -> int:
     """`make submissions`: the latest submissions with their scores."""
     print(api.format_submissions(api.submissions()))
+    return 0
+
+
+def _unpack(archive: Path, target: Path) -> tuple[int, int]:
+    """Extract `archive` into `target` (zipfile drops absolute and `..` member paths); (files, bytes)."""
+    from tqdm import tqdm
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            size = sum(m.file_size for m in members)
+            print(f"unpacking {len(members)} files ({size / 1e6:.1f} MB)", flush=True)
+            for member in tqdm(members, unit="file", desc="unpack", mininterval=1.0):
+                zf.extract(member, target)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{archive}: cannot unpack: {e}") from e
+    return len(members), size
+
+
+def download_cmd(dest: Path | None = None, slug: str = COMPETITION_SLUG) -> int:
+    """`make download`: the competition's data unpacked into `data/<slug>/` (skipped when it holds train_labels.csv).
+
+    The archive is downloaded and unpacked into a temporary `.<name>.*.partial` folder beside `dest`, renamed to
+    `dest` only once complete: a failed or interrupted download leaves no half folder, and nothing the user had is
+    deleted (an existing `dest` without train_labels.csv is refused unless empty). Needs the competition's rules
+    accepted on kaggle.com (else Kaggle answers HTTP 403, shown as the error)."""
+    dest = dest or DATA / slug
+    if (dest / LABELS_FILE).is_file():
+        print(f"{dest}: holds {LABELS_FILE} already; download skipped (remove the folder to download again)")
+        return 0
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DataError(f"{dest}: exists but holds no {LABELS_FILE}; move it away (nothing was changed) and run again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*{PARTIAL_SUFFIX}"):  # left by a killed download
+        print(f"removing {stale} (an earlier download that did not finish)")
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=PARTIAL_SUFFIX, dir=dest.parent))
+    try:
+        print(f"downloading competition {slug} into {work}", flush=True)
+        archive = api.download_competition(work / "archive", slug)
+        print(f"{archive.name}: {archive.stat().st_size / 1e6:.1f} MB downloaded", flush=True)
+        unpacked = work / dest.name
+        files, size = _unpack(archive, unpacked)
+        archive.unlink()
+        if not (unpacked / LABELS_FILE).is_file():
+            raise DataError(f"{archive.name}: no {LABELS_FILE} at the top of the archive (not {slug}'s data?)")
+        if dest.exists():
+            dest.rmdir()  # empty (checked above); fails rather than deletes if something appeared meanwhile
+        unpacked.rename(dest)
+    except BaseException:
+        print(f"download did not finish: removed {work} (nothing else was changed)", flush=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{dest}: {files} files, {size / 1e6:.1f} MB")
     return 0

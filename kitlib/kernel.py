@@ -24,6 +24,7 @@ from kitlib.release.bundle import DEFAULT_PREFIX, dataset_slug
 from kitlib.release.manifest import installed_version, read_requirements, verify_manifest
 
 REPORT_FILE = "kernel_report.json"
+DEFAULT_BUDGET_S = 9 * 3600  # the whole inference run; Kaggle stops a kernel at 12 h
 
 
 def working_dir() -> Path:
@@ -86,13 +87,16 @@ def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | N
 
 
 def run_infer(
-    budget_s: float = 9 * 3600, n_views: int | None = None, prefix: str = DEFAULT_PREFIX, progress: bool = True
+    budget_s: float | str | None = None, n_views: int | str | None = None, prefix: str = DEFAULT_PREFIX,
+    progress: bool = True,
 ) -> InferReport:
     """Predict the attached competition's test split into `<root>/working/submission.csv`, whatever happens.
 
-    `budget_s` covers the whole run (setup included); the TTA views are the run's config's (`infer.tta`) or, with
-    `n_views`, the first `n_views` of the default order; they are the richest plan,
-    which the budget sheds (views, then slice step) when the projection runs over. Also writes `kernel_report.json`.
+    `budget_s` (default `DEFAULT_BUDGET_S`) covers the whole run (setup included); the TTA views are the run's
+    config's (`infer.tta`) or, with `n_views`, the first `n_views` of the default order; they are the richest plan,
+    which the budget sheds (views, then slice step) when the projection runs over. Both may come as the kernel's
+    environment strings: a value that is not a number is said and replaced by the default. Also writes
+    `kernel_report.json`.
     """
     started = time.perf_counter()
     data = CompetitionData(find_competition_root())  # without it there are no ids to write: let it raise
@@ -100,6 +104,8 @@ def run_infer(
     out = working_dir() / "submission.csv"
     print(f"competition data {data.root}: {len(expected)} test tomograms -> {out}", flush=True)
     try:
+        budget_s = _number(budget_s, "KIT_BUDGET_S", DEFAULT_BUDGET_S, float)
+        n_views = _number(n_views, "KIT_TTA_VIEWS", None, int)
         remaining = budget_s - (time.perf_counter() - started)
         candidates, plan = _predict(data, out, remaining, n_views, prefix, progress)
         unreadable = candidates.filter(candidates["error"].is_not_null())["tomo_id"].to_list()
@@ -121,6 +127,21 @@ def run_infer(
     (out.parent / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(format_report(report), flush=True)
     return report
+
+
+def _number(value, name: str, default, kind):
+    """`value` as `kind` (an empty value: `default`); a value that is not one is said on stderr and replaced."""
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError("not positive")
+        return number
+    except (TypeError, ValueError):
+        print(f"WARNING: {name}={value!r} is not a positive {kind.__name__}: using {default}", file=sys.stderr,
+              flush=True)
+        return default
 
 
 def write_fallback(expected: list[str], out: Path) -> Path:

@@ -76,6 +76,15 @@ def test_infer_script_happy_path_writes_every_row(bundles, tmp_path):
     assert report["status"] == "ok" and report["rows"] == 3 and report["unreadable"] == []
 
 
+def test_settings_that_are_not_numbers_are_said_and_replaced(bundles, tmp_path):
+    root = make_root(tmp_path, bundles)
+    proc = run_script(root, KIT_BUDGET_S="abc", KIT_TTA_VIEWS="abc")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "KIT_BUDGET_S='abc' is not a positive float" in proc.stderr
+    assert "KIT_TTA_VIEWS='abc' is not a positive int" in proc.stderr
+    check_complete(root)
+
+
 def test_corrupt_weights_give_a_full_fallback_and_name_the_file(bundles, tmp_path):
     root = make_root(tmp_path, bundles)
     weights = root / "input" / "datasets" / OWNER / "motor-kit-weights" / "fold0.pt"

@@ -18,9 +18,8 @@ import traceback
 ROOT = os.environ.get("KIT_KAGGLE_ROOT", "/kaggle")
 COMPETITION = "byu-locating-bacterial-flagellar-motors-2025"
 PREFIX = "motor-kit"  # dataset slugs <prefix>-src, -wheels, -weights
-BUDGET_S = float(os.environ.get("KIT_BUDGET_S", 9 * 3600))  # the whole run; Kaggle stops us at 12 h
-N_VIEWS = os.environ.get("KIT_TTA_VIEWS")  # None: the run's config.yaml views; n: the n most useful; budget sheds
-N_VIEWS = int(N_VIEWS) if N_VIEWS else None
+BUDGET_S = os.environ.get("KIT_BUDGET_S")  # seconds for the whole run (unset: kitlib.kernel.DEFAULT_BUDGET_S, 9 h)
+N_VIEWS = os.environ.get("KIT_TTA_VIEWS")  # unset: the run's config.yaml views; n: the n most useful; budget sheds
 RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))
 
 

@@ -94,6 +94,14 @@ def test_resume_keeps_finished_folds(at, capsys):
     assert {f: p.stat().st_mtime_ns for f, p in run.fold_checkpoints().items()} == checkpoints
 
 
+def test_train_resume_uses_the_runs_own_config_whatever_preset_is_given(at, capsys):
+    """No --preset / --config: the run's saved config (a GPU preset would fail on this machine; cpu would change the
+    batch size)."""
+    assert main(["train", "--data", "comp", "--fold", "0", "--run", "x", "--resume"]) == 0
+    assert "fold 0: finished checkpoint" in capsys.readouterr().out
+    assert RunDir(at / "runs" / "x").load_config().train.batch == TINY["train"]["batch"]
+
+
 def kernel_outputs(at: Path, name: str, swap: bool = False) -> Path:
     """What `make kernel-output KERNEL=train` leaves for each fold, made from run x: fold<k>.pt, config.yaml,
     folds.csv (`swap`: fold 0's file holds fold 1's model and the other way round)."""

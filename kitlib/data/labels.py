@@ -57,20 +57,33 @@ def load_labels(path: str | Path) -> list[TomoRecord]:
     """One `TomoRecord` per tomogram, in first-appearance order. A row with any -1 coordinate means no motor."""
     df = read_labels_frame(path)
     records: dict[str, TomoRecord] = {}
-    for row in df.iter_rows(named=True):
+    for line, row in enumerate(df.iter_rows(named=True), start=2):  # line 1 is the header
         tomo_id = str(row["tomo_id"])
+        where = f"{path}: line {line} ({tomo_id})"
         rec = records.get(tomo_id)
         if rec is None:
             rec = records[tomo_id] = TomoRecord(
                 tomo_id=tomo_id,
-                shape=tuple(int(row[c]) for c in SHAPE_COLUMNS),  # type: ignore[arg-type]
-                voxel_spacing=float(row["Voxel spacing"]),
-                n_motors_stated=int(row["Number of motors"]),
+                shape=tuple(_number(row, c, int, where, positive=True) for c in SHAPE_COLUMNS),  # type: ignore[arg-type]
+                voxel_spacing=_number(row, "Voxel spacing", float, where, positive=True),
+                n_motors_stated=_number(row, "Number of motors", int, where),
             )
-        coords = tuple(float(row[c]) for c in COORD_COLUMNS)
+        coords = tuple(_number(row, c, float, where) for c in COORD_COLUMNS)
         if all(c >= 0 for c in coords):
             rec.motors.append(coords)  # type: ignore[arg-type]
     return list(records.values())
+
+
+def _number(row: dict, column: str, kind: type, where: str, positive: bool = False):
+    """`row[column]` as `kind`, or a DataError naming the file, line and column."""
+    value = row[column]
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {column} {value!r} is not a number") from None
+    if positive and not number > 0:
+        raise DataError(f"{where}: {column} must be positive, got {value!r}")
+    return number
 
 
 def records_to_frame(records: list[TomoRecord]) -> pl.DataFrame:

@@ -109,7 +109,7 @@ class Predictor:
         icfg = self.cfg.infer
         rule = f"{self.rule.kind} {self.rule.value:.4g}" if self.rule else "no presence rule"
         imgsz = icfg.imgsz or sorted({d.imgsz for d in self.detectors})
-        names = [c.parent.parent.name if c.name == "best.pt" else c.name for c in self.checkpoints]
+        names = [c.parent.parent.name if c.parent.name == "weights" else c.name for c in self.checkpoints]
         return (f"{len(self.detectors)} model(s) {names} from {self.source}: {rule}, "
                 f"device {icfg.device}, {imgsz} px, TTA {[v.name for v in self.views]}, "
                 f"slice step {icfg.slice_step}")

@@ -52,6 +52,23 @@ def test_rendered_metadata_is_an_offline_private_gpu_script_with_competition_and
     assert (out / "infer.py").read_text() == "print('hi')\n"
 
 
+def test_the_machine_shape_is_always_written(tmp_path):
+    meta = json.loads(render_kernel_metadata(kernel_dir(tmp_path, BASE), "tester", DATASETS, tmp_path / "b").read_text())
+    assert meta["machine_shape"] == "NvidiaTeslaT4"
+
+
+def test_a_fold_gets_its_own_kernel_with_the_fold_in_its_script(tmp_path):
+    folder = kernel_dir(tmp_path, {**BASE, "id": "{username}/motor-kit-train", "title": "motor-kit train",
+                                   "code_file": "train.py"}, code_file="train.py")
+    (folder / "train.py").write_text('import os\nFOLD = int(os.environ.get("KIT_FOLD", 0))\nprint(FOLD)\n')
+    meta = json.loads(render_kernel_metadata(folder, "tester", DATASETS, tmp_path / "b", fold=3).read_text())
+    assert (meta["id"], meta["title"]) == ("tester/motor-kit-train-fold3", "motor-kit train fold3")
+    assert 'FOLD = int(os.environ.get("KIT_FOLD", 3))' in (tmp_path / "b" / "train.py").read_text()
+    (folder / "train.py").write_text("print('no fold line')\n")
+    with pytest.raises(DataError, match="needs exactly one line starting 'FOLD = '"):
+        render_kernel_metadata(folder, "tester", DATASETS, tmp_path / "c", fold=1)
+
+
 def test_notebook_code_file_gives_a_notebook_kernel(tmp_path):
     folder = kernel_dir(tmp_path, {**BASE, "code_file": "infer.ipynb"}, code_file="infer.ipynb")
     meta = json.loads(render_kernel_metadata(folder, "tester", DATASETS, tmp_path / "b").read_text())
@@ -72,6 +89,7 @@ def test_notebook_code_file_gives_a_notebook_kernel(tmp_path):
         ({"code_file": "../infer.py"}, "code_file '../infer.py' must be the name of a file"),
         ({"dataset_sources": ["x/y"]}, r"unknown keys \['dataset_sources'\] \(sources are written by the kit\)"),
         ({"title": "{user}"}, r"unknown placeholder\(s\) \['user'\]"),
+        ({"machine_shape": "NvidiaA100"}, r"machine_shape 'NvidiaA100' must be one of \['NvidiaTeslaT4', 'NvidiaTeslaP100'\]"),
     ],
 )
 def test_bad_templates_fail_with_the_template_path_and_the_problem(tmp_path, change, problem):

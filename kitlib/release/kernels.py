@@ -4,7 +4,8 @@ Template format (JSON; `{username}` is the only placeholder):
 
     {"id": "{username}/motor-kit-infer", "title": "motor-kit infer", "code_file": "infer.py"}
 
-Optional keys: `kernel_type` (must match the code file), `machine_shape`, `keywords`, `docker_image_pinning_type`.
+Optional keys: `kernel_type` (must match the code file), `machine_shape` (default `NvidiaTeslaT4`, Kaggle's 2×T4
+machine; or `NvidiaTeslaP100`), `keywords`, `docker_image_pinning_type`.
 The kit writes the rest and refuses templates that contradict it: `language: python`, `kernel_type` from the code
 file (.py script, .ipynb notebook), `is_private: true`, `enable_gpu: true`, `enable_internet: false` (written
 explicitly: the client defaults it to TRUE, and a code competition rejects internet), `competition_sources:
@@ -27,6 +28,10 @@ METADATA_FILE = "kernel-metadata.json"
 KERNEL_TYPES = {".py": "script", ".ipynb": "notebook"}
 FIXED: dict[str, Any] = {"language": "python", "is_private": True, "enable_gpu": True, "enable_internet": False}
 OPTIONAL = {"kernel_type", "machine_shape", "keywords", "docker_image_pinning_type"}
+# Written explicitly (a kernel pushed without one gets whatever Kaggle defaults to): kagglesdk lists these GPU shapes;
+# Kaggle's T4 machine carries two T4s, which inference uses both of.
+MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaTeslaP100")
+DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _REF = re.compile(r"[A-Za-z0-9_-]+/[a-z0-9]+(-[a-z0-9]+)*")
 _FOLD_LINE = re.compile(r"^FOLD = .*$", re.M)
@@ -58,6 +63,8 @@ def _check(meta: dict[str, Any], kernel_dir: Path, username: str) -> list[str]:
         problems.append(f"code_file {code_file!r} must end in .py (script) or .ipynb (notebook)")
     elif meta.get("kernel_type", kernel_type) != kernel_type:
         problems.append(f"kernel_type {meta['kernel_type']!r} does not match {code_file!r} ({kernel_type})")
+    if meta.get("machine_shape", DEFAULT_MACHINE_SHAPE) not in MACHINE_SHAPES:
+        problems.append(f"machine_shape {meta['machine_shape']!r} must be one of {list(MACHINE_SHAPES)}")
     return problems
 
 
@@ -66,13 +73,13 @@ def render_kernel_metadata(
 ) -> Path:
     """Write `out_dir/kernel-metadata.json` and a copy of the code file; return the metadata path.
 
-    `fold`: a kernel of its own for that fold (slug `<slug>-fold<k>`, title `<title> fold <k>`), whose copied code
+    `fold`: a kernel of its own for that fold (slug `<slug>-fold<k>`, title `<title> fold<k>`), whose copied code
     file has the fold written into its `FOLD = ...` line: Kaggle passes no arguments or environment to a kernel.
     """
     template = kernel_dir / TEMPLATE_FILE
     meta = render_template(template, {"username": username})
     if fold is not None:
-        meta["id"], meta["title"] = f"{meta.get('id', '')}-fold{fold}", f"{meta.get('title', '')} fold {fold}"
+        meta["id"], meta["title"] = f"{meta.get('id', '')}-fold{fold}", f"{meta.get('title', '')} fold{fold}"
     problems = _check(meta, kernel_dir, username)
     problems += [f"dataset source {d!r} must be 'owner/slug'" for d in datasets if not _REF.fullmatch(d)]
     if problems:
@@ -92,7 +99,8 @@ def render_kernel_metadata(
         "competition_sources": [COMPETITION_SLUG],
         "kernel_sources": [],
         "model_sources": [],
-        **{k: meta[k] for k in sorted(OPTIONAL - {"kernel_type"}) if k in meta},
+        "machine_shape": meta.get("machine_shape", DEFAULT_MACHINE_SHAPE),
+        **{k: meta[k] for k in sorted(OPTIONAL - {"kernel_type", "machine_shape"}) if k in meta},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     if fold is None:

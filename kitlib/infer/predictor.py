@@ -20,7 +20,7 @@ from kitlib.config import ConfigError, KitConfig
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData
 from kitlib.data.submission import write_submission
-from kitlib.infer.predict import candidates_to_submission, predict_tomograms
+from kitlib.infer.predict import CANDIDATE_SCHEMA, candidates_to_submission, predict_tomograms
 from kitlib.infer.tta import View, parse_views
 from kitlib.presence import PresenceRule
 from kitlib.run import RunDir, open_run
@@ -36,7 +36,11 @@ class Predictor:
         self.checkpoints = [Path(c) for c in checkpoints]
         if not self.checkpoints:
             raise DataError(f"{source}: no checkpoints (*.pt or fold*/weights/best.pt) to predict with")
-        self.cfg = cfg.override({"infer": {"device": resolve_device(cfg.infer.device, source)}}, source)
+        self.devices = resolve_devices(cfg.infer.device, source)
+        # one process per device when there are several: each worker loads the models on its own device, so the
+        # models here (which check the checkpoints before any tomogram) stay on the CPU
+        here = self.devices[0] if len(self.devices) == 1 else "cpu"
+        self.cfg = cfg.override({"infer": {"device": here}}, source)
         try:
             self.views: list[View] = parse_views(self.cfg.infer.tta)
         except ValueError as e:
@@ -111,7 +115,7 @@ class Predictor:
         imgsz = icfg.imgsz or sorted({d.imgsz for d in self.detectors})
         names = [c.parent.parent.name if c.parent.name == "weights" else c.name for c in self.checkpoints]
         return (f"{len(self.detectors)} model(s) {names} from {self.source}: {rule}, "
-                f"device {icfg.device}, {imgsz} px, TTA {[v.name for v in self.views]}, "
+                f"device {','.join(self.devices)}, {imgsz} px, TTA {[v.name for v in self.views]}, "
                 f"slice step {icfg.slice_step}")
 
     def predict_tomograms(
@@ -123,9 +127,36 @@ class Predictor:
         budget_s: float | None = None,
         progress: bool = True,
     ) -> pl.DataFrame:
-        """Best candidate per tomogram (`kitlib.infer.predict.CANDIDATE_SCHEMA`); see `predict_tomograms`."""
-        return predict_tomograms(data, split, tomo_ids, self.detectors, self.cfg, self.views, spacings=spacings,
-                                 budget_s=budget_s, progress=progress)
+        """Best candidate per tomogram (`kitlib.infer.predict.CANDIDATE_SCHEMA`), in `tomo_ids` order; see
+        `predict_tomograms`. With several devices the tomograms are dealt round-robin to one worker process per
+        device, each with the whole budget for its share (they run side by side)."""
+        return self._predict(self.cfg, data, split, tomo_ids, spacings, budget_s, progress)
+
+    def _predict(self, cfg: KitConfig, data: CompetitionData, split: str, tomo_ids: Sequence[str],
+                 spacings: dict[str, float] | None, budget_s: float | None, progress: bool) -> pl.DataFrame:
+        if len(self.devices) == 1:
+            return predict_tomograms(data, split, tomo_ids, self.detectors, cfg, self.views, spacings=spacings,
+                                     budget_s=budget_s, progress=progress)
+        return self._predict_sharded(cfg, data, split, list(tomo_ids), spacings, budget_s)
+
+    def _predict_sharded(self, cfg: KitConfig, data: CompetitionData, split: str, tomo_ids: list[str],
+                         spacings: dict[str, float] | None, budget_s: float | None) -> pl.DataFrame:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        shards = [(device, tomo_ids[i :: len(self.devices)]) for i, device in enumerate(self.devices)]
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+            futures = [pool.submit(_predict_shard, cfg.override({"infer": {"device": device}}, self.source),
+                                   self.checkpoints, data.root, split, ids, spacings, budget_s)
+                       for device, ids in shards if ids]
+            results = []
+            for (device, ids), future in zip([s for s in shards if s[1]], futures):
+                try:
+                    results.append((device, ids, future.result()))
+                except Exception as e:  # noqa: BLE001 - a worker's failure costs its rows only
+                    results.append((device, ids, e))
+        return merge_shards(tomo_ids, results)
 
     def predict_split(
         self, data: CompetitionData, split: str, out: Path, budget_s: float | None = None, progress: bool = True
@@ -150,8 +181,7 @@ class Predictor:
         present = [t for t in expected if t in folders]
         spacing = assumed_spacing(data, self.cfg.preprocess.assumed_spacing)
         cfg = self.cfg.override({"preprocess": {"assumed_spacing": spacing}}, self.source)
-        candidates = predict_tomograms(data, split, present, self.detectors, cfg, self.views, budget_s=budget_s,
-                                       progress=progress)
+        candidates = self._predict(cfg, data, split, present, None, budget_s, progress)
         failed = candidates.filter(pl.col("error").is_not_null())
         if len(present) and len(failed) == len(present):
             reasons = failed["error"].str.replace(r"^.*?: ", "").unique().to_list()
@@ -159,6 +189,45 @@ class Predictor:
                           f"{reasons[0] if len(reasons) == 1 else reasons[:3]}", stacklevel=2)
         submission = candidates_to_submission(candidates, self.rule.apply(candidates["score"].to_numpy()), expected)
         return write_submission(submission, out, expected), candidates
+
+
+def _predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: str, tomo_ids: list[str],
+                   spacings: dict[str, float] | None, budget_s: float | None) -> pl.DataFrame:
+    """One worker's share: its own predictor on its own device (runs in a spawned process)."""
+    from kitlib import runtime
+
+    runtime.prepare()
+    predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}")
+    return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False)
+
+
+def merge_shards(tomo_ids: Sequence[str], results: Sequence[tuple[str, list[str], pl.DataFrame | BaseException]]
+                 ) -> pl.DataFrame:
+    """The workers' candidates in `tomo_ids` order; a worker that failed gives its tomograms no-motor rows carrying
+    the failure (and a warning that names the device)."""
+    parts = []
+    for device, ids, result in results:
+        if isinstance(result, BaseException):
+            error = f"worker on device {device} failed: {type(result).__name__}: {result}"
+            warnings.warn(f"{error} -> predicting no motor for its {len(ids)} tomogram(s)", stacklevel=2)
+            rows = [{**{k: 0 for k in CANDIDATE_SCHEMA}, "tomo_id": t, "z": -1.0, "y": -1.0, "x": -1.0,
+                     "error": error} for t in ids]
+            result = pl.DataFrame(rows, schema=CANDIDATE_SCHEMA)
+        parts.append(result)
+    merged = pl.concat(parts) if parts else pl.DataFrame(schema=CANDIDATE_SCHEMA)
+    order = {t: i for i, t in enumerate(tomo_ids)}
+    return merged.sort(pl.col("tomo_id").replace_strict(order, return_dtype=pl.Int64))
+
+
+def resolve_devices(device: str, source: str = "config") -> list[str]:
+    """`infer.device` as the devices to predict on: `cpu`, `0`, `0,1` (a worker per device), or `auto` (every
+    visible CUDA GPU, else the CPU). Each is checked by `resolve_device`."""
+    import torch
+
+    if str(device).strip().lower() == AUTO_DEVICE:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [str(i) for i in range(count)] or ["cpu"]
+    return [resolve_device(d, source) for d in str(device).split(",")]
 
 
 def resolve_device(device: str, source: str = "config") -> str:
@@ -174,6 +243,8 @@ def resolve_device(device: str, source: str = "config") -> str:
     if not torch.cuda.is_available():
         raise ConfigError(f"{source}: device {device!r} needs a CUDA GPU and this machine has none: "
                           f"use the CPU (--device cpu, DEVICE=cpu; PRESET=cpu for training)")
+    if d.isdigit() and int(d) >= torch.cuda.device_count():
+        raise ConfigError(f"{source}: device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     return str(device)
 
 

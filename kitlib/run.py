@@ -5,7 +5,8 @@
       folds.csv             the fold assignment it was scored with
       fold<k>/              ultralytics' training folder of the model that holds fold k out:
         weights/best.pt       its checkpoint (`fold_checkpoint`), last.pt, results.csv, plots
-      export/fold<k>/       the training export of fold k (a cache: safe to delete)
+      export/stacks/        every tomogram's training stacks, stored once (a cache: safe to delete)
+      export/fold<k>/       fold k's training export: links into export/stacks
       presence.json         the presence rule tuned on the out-of-fold predictions
       oof.csv, score.json   out-of-fold candidates and the local score; f2_curve.png, score_hist.png
       submission.csv        the test split's submission; test_candidates.csv, test_detections.png, demo.json
@@ -109,6 +110,11 @@ class RunDir:
 
     def export_dir(self, fold: int) -> Path:
         return self.root / "export" / f"fold{int(fold)}"
+
+    @property
+    def export_stacks(self) -> Path:
+        """The stacks every fold's export links to (each tomogram read and stored once)."""
+        return self.root / "export" / "stacks"
 
     def fold_checkpoints(self) -> dict[int, Path]:
         """fold -> checkpoint of every fold model present: `fold<k>/weights/best.pt`, else a flat `fold<k>.pt`."""

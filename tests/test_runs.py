@@ -62,6 +62,16 @@ def test_local_score_writes_the_run_layout(at):
     assert run.load_config().model.imgsz == IMGSZ  # the partial YAML merged onto the preset
 
 
+def test_the_folds_share_one_store_of_stacks(at):
+    """Each tomogram is read and stored once: every fold's export is hard links into the run's export/stacks."""
+    run = RunDir(at / "runs" / "x")
+    stored = {p.name: p.stat().st_ino for p in (run.export_stacks / "images").iterdir()}
+    for fold in (0, 1):
+        linked = list((run.export_dir(fold) / "images").glob("*/*.tif"))
+        assert linked and all(stored[p.name] == p.stat().st_ino for p in linked)
+        assert not (run.export_dir(fold) / "stacks").exists()
+
+
 def test_predict_right_after_local_score_on_the_same_run(at, capsys):
     assert main(["predict", "--data", "comp", "--run", "x"]) == 0
     submission = read_submission(at / "runs" / "x" / "submission.csv")

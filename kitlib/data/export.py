@@ -20,6 +20,7 @@ Randomness comes from `cfg.train.seed` and the tomo_id only, so the same inputs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -110,23 +111,23 @@ def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: 
         raise ValueError(f"{len(missing)} tomogram(s) have no fold: {missing[:5]}")
     if fold not in set(folds[r.tomo_id] for r in records):
         raise ValueError(f"fold {fold} holds none of the {len(records)} tomograms")
-    pre, exp, seed = cfg.preprocess, cfg.export, cfg.train.seed
-    z_span = z_span_for(pre.stack_stride)
-    plans = []
-    for rec in records:
-        factor = resample_factor(rec.voxel_spacing, pre)
-        grid = resampled_shape(rec.shape, factor)
-        motors = to_resampled(np.asarray(rec.motors, np.float64).reshape(-1, 3), rec.shape, grid)
-        rng = _rng(seed, rec.tomo_id)
-        positives = positive_centres(motors[:, 0], grid[0], exp.positives_per_motor, exp.z_window, rng)
-        all_listed = rec.n_motors_stated <= len(rec.motors)
-        n_neg = exp.negatives_per_tomo if all_listed else 0
-        negatives = negative_centres(motors[:, 0], grid[0], n_neg, 2 * z_span, rng)
-        split = "val" if folds[rec.tomo_id] == fold else "train"
-        plans.append(TomoPlan(rec, split, grid, motors, positives, negatives))
+    plans = [plan_tomogram(rec, cfg, "val" if folds[rec.tomo_id] == fold else "train") for rec in records]
     for split in SPLITS:
-        _cap_negatives([p for p in plans if p.split == split], exp.neg_ratio, _rng(seed, "negatives", split))
+        _cap_negatives([p for p in plans if p.split == split], cfg.export.neg_ratio,
+                       _rng(cfg.train.seed, "negatives", split))
     return plans
+
+
+def plan_tomogram(rec: TomoRecord, cfg: KitConfig, split: str = "") -> TomoPlan:
+    """One tomogram's stack centres before any fold's negative cap (they depend on the seed and tomo_id only)."""
+    pre, exp = cfg.preprocess, cfg.export
+    grid = resampled_shape(rec.shape, resample_factor(rec.voxel_spacing, pre))
+    motors = to_resampled(np.asarray(rec.motors, np.float64).reshape(-1, 3), rec.shape, grid)
+    rng = _rng(cfg.train.seed, rec.tomo_id)
+    positives = positive_centres(motors[:, 0], grid[0], exp.positives_per_motor, exp.z_window, rng)
+    n_neg = exp.negatives_per_tomo if rec.n_motors_stated <= len(rec.motors) else 0  # unlisted motors may be anywhere
+    negatives = negative_centres(motors[:, 0], grid[0], n_neg, 2 * z_span_for(pre.stack_stride), rng)
+    return TomoPlan(rec, split, grid, motors, positives, negatives)
 
 
 def _cap_negatives(plans: list[TomoPlan], ratio: float, rng: np.random.Generator) -> None:
@@ -187,11 +188,65 @@ def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig)
             y0, x0 = crop_origin(volume.shape[1:], crop, target, box / 4, rng)
             pages = pages[:, y0 : y0 + crop, x0 : x0 + crop]
             motors = motors - np.array([0.0, y0, x0])
-        image = out / "images" / plan.split / f"{stem}.tif"
+        image = out / "images" / f"{stem}.tif"
         if not cv2.imwritemulti(str(image), _resize_pages(pages, None if crop else cfg.model.imgsz)):
             raise OSError(f"{image}: cannot write TIFF")
         lines = label_lines(motors, centre, pages.shape[1:], box, z_span)  # none for negatives: motors are far
-        (out / "labels" / plan.split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+        (out / "labels" / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def export_stacks(
+    data_root: Path, cache: Path, cfg: KitConfig, records: list[TomoRecord], progress: bool = True
+) -> dict:
+    """Every tomogram's stacks, read and normalised once, into `cache/images` and `cache/labels` (flat); every fold
+    links its split from there. Reused as it is while the settings and labels it was made from are unchanged (its
+    `stacks.json` records their fingerprint, and the tomograms that could not be read); rebuilt otherwise."""
+    cache = Path(cache).resolve()
+    manifest = cache / "stacks.json"
+    fingerprint = _fingerprint(cfg, records)
+    if manifest.is_file():
+        done = json.loads(manifest.read_text())
+        if done.get("fingerprint") == fingerprint:
+            return done
+    for sub in ("images", "labels"):
+        shutil.rmtree(cache / sub, ignore_errors=True)
+        (cache / sub).mkdir(parents=True)
+    data = CompetitionData(Path(data_root))
+    plans = [p for p in (plan_tomogram(r, cfg) for r in records) if p.positives or p.negatives]
+    skipped = []
+    folders = [data.split_dir("train") / p.record.tomo_id for p in plans]
+    reader = iter_tomograms(folders, cfg.infer.decode_threads, progress=progress, desc="export stacks")
+    for plan, (folder, volume) in zip(plans, reader):
+        if not isinstance(volume, DataError) and volume.shape != tuple(plan.record.shape):
+            volume = DataError(f"{folder}: shape {volume.shape} differs from the labels' {tuple(plan.record.shape)}")
+        if isinstance(volume, DataError):
+            log.warning("skipping tomogram %s: %s", folder, volume)
+            skipped.append({"tomo_id": plan.record.tomo_id, "folder": str(folder), "error": str(volume)})
+            continue
+        volume, _ = model_grid(volume, plan.record.voxel_spacing, cfg.preprocess)
+        _write_stacks(volume, plan, cache, cfg)
+    done = {"fingerprint": fingerprint, "skipped": skipped,
+            "bytes": sum(f.stat().st_size for f in (cache / "images").iterdir())}
+    manifest.write_text(json.dumps(done, indent=2) + "\n")
+    return done
+
+
+def _fingerprint(cfg: KitConfig, records: list[TomoRecord]) -> str:
+    """What the stacks depend on: the preprocessing, export and size settings, the seed and the labels."""
+    import hashlib
+
+    key = {"preprocess": dataclasses.asdict(cfg.preprocess), "export": dataclasses.asdict(cfg.export),
+           "imgsz": cfg.model.imgsz, "seed": cfg.train.seed,
+           "records": sorted((r.tomo_id, list(r.shape), r.voxel_spacing, r.motors, r.n_motors_stated) for r in records)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _link(src: Path, dst: Path) -> None:
+    """`dst` as a hard link to `src` (no second copy on disk), a copy where links are not possible."""
+    try:
+        dst.hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def export_fold(
@@ -202,34 +257,35 @@ def export_fold(
     folds: dict[str, int],
     records: list[TomoRecord] | None = None,
     progress: bool = True,
+    cache: Path | None = None,
 ) -> Path:
     """Export the train split as an ultralytics pose dataset for `fold`; returns the `dataset.yaml` path.
 
-    `out/images` and `out/labels` are replaced. Tomograms that cannot be read (or whose shape disagrees with the
-    labels) are skipped with a warning and listed in `export_summary.json`.
+    The stacks come from `export_stacks` in `cache` (default `out/stacks`; pass one cache for every fold so that
+    each tomogram is read once and stored once); `out/images/{train,val}` and `out/labels/{train,val}` are replaced
+    by links to them. Tomograms that cannot be read (or whose shape disagrees with the labels) are skipped with a
+    warning and listed in `export_summary.json`.
     """
     data = CompetitionData(Path(data_root))
     out = Path(out).resolve()
+    cache = Path(cache).resolve() if cache is not None else out / "stacks"
     records = load_labels(data.labels_csv) if records is None else records
     plans = [p for p in plan_fold(records, folds, fold, cfg) if p.positives or p.negatives]
+    stacks = export_stacks(data.root, cache, cfg, records, progress)
     for sub in ("images", "labels"):
         shutil.rmtree(out / sub, ignore_errors=True)
         for split in SPLITS:
             (out / sub / split).mkdir(parents=True)
 
     counts = {s: {"tomograms": 0, "positive": 0, "negative": 0} for s in SPLITS}
-    skipped = []
-    folders = [data.split_dir("train") / p.record.tomo_id for p in plans]
-    reader = iter_tomograms(folders, cfg.infer.decode_threads, progress=progress, desc=f"export fold {fold}")
-    for plan, (folder, volume) in zip(plans, reader):
-        if not isinstance(volume, DataError) and volume.shape != tuple(plan.record.shape):
-            volume = DataError(f"{folder}: shape {volume.shape} differs from the labels' {tuple(plan.record.shape)}")
-        if isinstance(volume, DataError):
-            log.warning("skipping tomogram %s: %s", folder, volume)
-            skipped.append({"tomo_id": plan.record.tomo_id, "folder": str(folder), "error": str(volume)})
+    skipped = [s for s in stacks["skipped"] if s["tomo_id"] in {p.record.tomo_id for p in plans}]
+    for plan in plans:
+        if plan.record.tomo_id in {s["tomo_id"] for s in skipped}:
             continue
-        volume, _ = model_grid(volume, plan.record.voxel_spacing, cfg.preprocess)
-        _write_stacks(volume, plan, out, cfg)
+        for centre in plan.positives + plan.negatives:
+            stem = f"{plan.record.tomo_id}_z{centre}"
+            _link(cache / "images" / f"{stem}.tif", out / "images" / plan.split / f"{stem}.tif")
+            _link(cache / "labels" / f"{stem}.txt", out / "labels" / plan.split / f"{stem}.txt")
         c = counts[plan.split]
         c["tomograms"] += 1
         c["positive"] += len(plan.positives)
@@ -238,7 +294,7 @@ def export_fold(
     for split in SPLITS:
         if not counts[split]["positive"] + counts[split]["negative"]:
             log.warning("fold %d: the %s split is empty", fold, split)
-    summary = {"fold": fold, "splits": counts, "skipped": skipped}
+    summary = {"fold": fold, "splits": counts, "skipped": skipped, "stacks": str(cache), "stacks_bytes": stacks["bytes"]}
     (out / "export_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     dataset = {
         "path": str(out),

@@ -45,5 +45,6 @@ def train_fold(
     if resume and last.is_file() and (export / "dataset.yaml").is_file():
         print(f"fold {fold}: resuming {last}", flush=True)
         return train(export / "dataset.yaml", cfg, run.fold_dir(fold), resume=True)
-    data_yaml = export_fold(data.root, export, fold, cfg, folds, records)
+    cache = run.export_stacks if export_dir is None else None  # one store for all the run's folds
+    data_yaml = export_fold(data.root, export, fold, cfg, folds, records, cache=cache)
     return train(data_yaml, cfg, run.fold_dir(fold))

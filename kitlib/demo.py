@@ -79,6 +79,8 @@ def print_summary(result: dict, run_dir: RunDir) -> None:
         print(f"test split F2:          {test['f2']:.4f}  (TP={test['tp']} FP={test['fp']} FN={test['fn']} "
               f"TN={test['tn']}, {test['n_tomograms']} tomograms)")
     print(f"wall time: {result['seconds'] / 60:.1f} min")
+    for warning in oof.get("warnings", []):
+        print(f"WARNING: {warning}")
     files = (run_dir.score, run_dir.oof, run_dir.presence, run_dir.submission, run_dir.demo)
     print(f"files: {', '.join(map(str, files))}")
     print(f"next:  make predict RUN={run_dir.name} DATA=<competition folder>, make bundle RUN={run_dir.name}")

@@ -22,6 +22,7 @@ from kitlib.data.errors import DataError
 from kitlib.data.folds import resolve_folds, write_folds
 from kitlib.data.labels import TomoRecord, load_labels, solution_frame
 from kitlib.data.layout import CompetitionData
+from kitlib.evaluation.checks import score_warnings
 from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
 from kitlib.infer.predict import candidates_to_submission
 from kitlib.infer.predictor import Predictor, resolve_device
@@ -148,6 +149,8 @@ def local_score(
             "score_hist": str(plot_score_hist(scores, has_motor, run.plot("score_hist"))),
         },
     }
+    planned = None if cfg.train.time_budget_s is not None or not train_missing else cfg.train.epochs
+    result["warnings"] = score_warnings(result, scores, planned)
     run.score.write_text(json.dumps(result, indent=2))
     return result
 
@@ -179,6 +182,7 @@ def format_table(result: dict) -> str:
     lines.append(f"{'OOF':>6} {result['f2']:7.4f}  95% CI [{lo:.3f}, {hi:.3f}]  rule={result['rule']} "
                  f"value={result['threshold']:.4g}  TP={result['tp']} FP={result['fp']} FN={result['fn']} "
                  f"TN={result['tn']}  median TP distance={'-' if dist is None else f'{dist:.0f} A'}")
+    lines += [f"WARNING: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 
 

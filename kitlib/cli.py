@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="submission CSV (default: the run's submission.csv)")
     p.add_argument("--tta", nargs="+", default=None, help="TTA view names (default: the config's infer.tta)")
     p.add_argument("--device", default=None, help="cpu, 0 or auto (default: the config's infer.device)")
-    p.add_argument("--budget", type=float, default=None, help="seconds for the whole split: shed views, widen step")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds for the whole split: shed views, widen step (0: the cheapest plan; omitted: no budget)")
     _add_config(p, "the run's config.yaml")
     p.set_defaults(func=_predict)
 

@@ -1,9 +1,10 @@
 """The body of the offline Kaggle kernels in `kernels/`: install the wheels bundle, then predict (or train).
 
 A kernel script puts the `src` dataset's kitlib wheel on `sys.path` and calls `install_wheels()` first; nothing here
-imports ultralytics (or torch) before that. `run_infer` always leaves a complete submission: a tomogram that cannot
-be read gets -1s (a warning names it), and any other failure (no weights, a corrupt checkpoint, a crash) is printed
-with its traceback and answered by a full -1 fallback file. The returned `InferReport` says which happened.
+imports ultralytics (or torch) before that. `run_infer` always leaves a complete submission once the competition
+folder is found: a tomogram that cannot be read gets -1s (a warning names it), and any other failure (a broken sample
+submission, no weights, a corrupt checkpoint, a crash) is said in one line naming the file (a crash with its
+traceback) and answered by a full -1 fallback file. The returned `InferReport` says which happened.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kitlib.config import ConfigError
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData, find_competition_root, find_dataset, kaggle_root
 from kitlib.release.bundle import DEFAULT_PREFIX, dataset_slug
@@ -70,9 +72,11 @@ class InferReport:
     seconds: float = 0.0
 
 
-def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | None, prefix: str, progress: bool):
-    """Load the weights dataset and predict the test split; returns the candidates and the richest plan (views,
-    slice step). Raises on anything but unreadable tomograms."""
+def _predict(data: CompetitionData, out: Path, budget: tuple[float, float], n_views: int | None, prefix: str,
+             progress: bool):
+    """Load the weights dataset and predict the test split within `budget` (seconds, `time.perf_counter()` at its
+    start: what the set-up took, loading the models included, is not left to the tomograms); returns the candidates
+    and the richest plan (views, slice step). Raises on anything but unreadable tomograms."""
     from kitlib.infer.predictor import Predictor
     from kitlib.infer.tta import default_view_order
 
@@ -81,8 +85,10 @@ def _predict(data: CompetitionData, out: Path, budget_s: float, n_views: int | N
     # the run's own views by default: the presence threshold was tuned on scores fused over them
     views = None if n_views is None else [v.name for v in default_view_order()[:n_views]]
     predictor = Predictor.from_run(folder, device="auto", tta=views)
-    print(f"{predictor.describe()}, budget {budget_s:.0f} s", flush=True)
-    _, candidates = predictor.predict_split(data, "test", out, budget_s=budget_s, progress=progress)
+    budget_s, started = budget
+    left_s = budget_s - (time.perf_counter() - started)
+    print(f"{predictor.describe()}, budget {budget_s:.0f} s, {left_s:.0f} s left after the set-up", flush=True)
+    _, candidates = predictor.predict_split(data, "test", out, budget_s=left_s, progress=progress)
     return candidates, (len(predictor.views), predictor.cfg.infer.slice_step)
 
 
@@ -92,22 +98,22 @@ def run_infer(
 ) -> InferReport:
     """Predict the attached competition's test split into `<root>/working/submission.csv`, whatever happens.
 
-    `budget_s` (default `DEFAULT_BUDGET_S`) covers the whole run (setup included); the TTA views are the run's
-    config's (`infer.tta`) or, with `n_views`, the first `n_views` of the default order; they are the richest plan,
-    which the budget sheds (views, then slice step) when the projection runs over. Both may come as the kernel's
-    environment strings: a value that is not a number is said and replaced by the default. Also writes
-    `kernel_report.json`.
+    `budget_s` (default `DEFAULT_BUDGET_S`) covers the whole run (setup included; 0: the cheapest plan for every
+    tomogram); the TTA views are the run's config's (`infer.tta`) or, with `n_views`, the first `n_views` of the
+    default order; they are the richest plan, which the budget sheds (views, then slice step) when the projection
+    runs over. Both may come as the kernel's environment strings: a value that is not a number is said and replaced
+    by the default. Once the competition folder is found, any failure (the sample submission included) is said in
+    one line and answered by the fallback file (`write_fallback`). Also writes `kernel_report.json`.
     """
     started = time.perf_counter()
     data = CompetitionData(find_competition_root())  # without it there are no ids to write: let it raise
-    expected = data.submission_ids()
     out = working_dir() / "submission.csv"
-    print(f"competition data {data.root}: {len(expected)} test tomograms -> {out}", flush=True)
     try:
-        budget_s = _number(budget_s, "KIT_BUDGET_S", DEFAULT_BUDGET_S, float)
-        n_views = _number(n_views, "KIT_TTA_VIEWS", None, int)
-        remaining = budget_s - (time.perf_counter() - started)
-        candidates, plan = _predict(data, out, remaining, n_views, prefix, progress)
+        expected = data.submission_ids()
+        print(f"competition data {data.root}: {len(expected)} test tomograms -> {out}", flush=True)
+        budget_s = _number(budget_s, "KIT_BUDGET_S", DEFAULT_BUDGET_S, float, least=0)
+        n_views = _number(n_views, "KIT_TTA_VIEWS", None, int, least=1)
+        candidates, plan = _predict(data, out, (budget_s, started), n_views, prefix, progress)
         unreadable = candidates.filter(candidates["error"].is_not_null())["tomo_id"].to_list()
         predicted = candidates.filter(candidates["error"].is_null())
         status = "ok" if len(unreadable) < len(candidates) else "all-failed"  # a systematic fault, not bad data
@@ -117,11 +123,7 @@ def run_infer(
             slice_steps=dict(Counter(predicted["slice_step"].to_list())),
         )
     except Exception as e:  # noqa: BLE001 - any failure: say so loudly, then leave a valid fallback file
-        traceback.print_exc()
-        print(f"ERROR: {type(e).__name__}: {e}\nwriting the fallback submission: -1 for all {len(expected)} "
-              f"tomograms", file=sys.stderr, flush=True)
-        report = InferReport("fallback", str(write_fallback(expected, out)), len(expected),
-                             error=f"{type(e).__name__}: {e}")
+        report = _fallback(data, out, e)
     report.motors = _count_motors(out)
     report.seconds = round(time.perf_counter() - started, 1)
     (out.parent / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
@@ -129,23 +131,36 @@ def run_infer(
     return report
 
 
-def _number(value, name: str, default, kind):
-    """`value` as `kind` (an empty value: `default`); a value that is not one is said on stderr and replaced."""
+def _fallback(data: CompetitionData, out: Path, error: Exception) -> InferReport:
+    """Say `error` (in one line; with its traceback when it is not a data or config problem) and write the fallback
+    file for the ids `CompetitionData.fallback_ids` can read."""
+    if not isinstance(error, (DataError, ConfigError)):
+        traceback.print_exc()
+    ids = data.fallback_ids()
+    what = f"{type(error).__name__}: {error}"
+    print(f"ERROR: {what}\nwriting the fallback submission: -1 for all {len(ids)} tomograms", file=sys.stderr,
+          flush=True)
+    return InferReport("fallback", str(write_fallback(ids, out)), len(ids), error=what)
+
+
+def _number(value, name: str, default, kind, least: int):
+    """`value` as `kind` (an empty value: `default`); a value that is not one, at least `least`, is said on stderr
+    and replaced."""
     if value is None or str(value).strip() == "":
         return default
     try:
         number = kind(value)
-        if number <= 0:
-            raise ValueError("not positive")
+        if not number >= least:  # NaN too
+            raise ValueError(f"below {least}")
         return number
     except (TypeError, ValueError):
-        print(f"WARNING: {name}={value!r} is not a positive {kind.__name__}: using {default}", file=sys.stderr,
-              flush=True)
+        print(f"WARNING: {name}={value!r} is not {'an integer' if kind is int else 'a number'} >= {least}: "
+              f"using {default}", file=sys.stderr, flush=True)
         return default
 
 
 def write_fallback(expected: list[str], out: Path) -> Path:
-    """A valid submission predicting no motor anywhere."""
+    """A valid submission predicting no motor anywhere (a header-only file for no ids)."""
     from kitlib.data.submission import submission_frame, write_submission
 
     return write_submission(submission_frame({}, expected), out, expected)

@@ -2,7 +2,7 @@
 
 Whatever is wrong with a tomogram, the warning names the file and the problem and the submission keeps exactly one
 row per sample-submission id; a wrong weights file is an error naming it. The data layer's own checks of the same
-files are in test_data.py. Also: the time-budget planner and a predict run under a tiny budget.
+files are in test_data.py. The time budget is tested in test_budget.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from kitlib.config import KitConfig
 from kitlib.data.layout import CompetitionData
 from kitlib.data.submission import read_submission
 from kitlib.data.synth import synthesize
-from kitlib.infer.budget import BudgetPlanner, Plan
 from kitlib.infer.predict import predict_tomograms
 from kitlib.infer.predictor import Predictor
 from kitlib.infer.tta import parse_views
@@ -59,7 +58,7 @@ def slices(comp: Path, tomo_id: str) -> list[Path]:
     return sorted((comp / "test" / tomo_id).glob("slice_*.jpg"))
 
 
-def predict(base: dict, comp: Path, tmp_path: Path, views=("identity",), budget_s=None):
+def predict(base: dict, comp: Path, tmp_path: Path, views=("identity",)):
     """Predictor.predict_split on `comp` with the tiny run; the submission (checked complete, in sample order),
     candidates and warning texts."""
     predictor = Predictor.from_run(base["run"], presence=EVERY_CANDIDATE, tta=views)
@@ -67,7 +66,7 @@ def predict(base: dict, comp: Path, tmp_path: Path, views=("identity",), budget_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out, candidates = predictor.predict_split(CompetitionData(comp), "test", tmp_path / "sub.csv",
-                                                  budget_s=budget_s, progress=False)
+                                                  progress=False)
     submission = read_submission(out)
     assert submission["tomo_id"].to_list() == sample_ids(comp)
     return submission, candidates, [str(w.message) for w in caught]
@@ -227,46 +226,6 @@ def test_cli_predict_with_junk_weights_fails_clearly(base, comp, tmp_path):
                "--out", str(out))
     assert proc.returncode == 2 and f"error: {junk}: cannot read checkpoint" in proc.stderr, proc.stderr
     assert not out.exists()
-
-
-# --- time budget -------------------------------------------------------------------------------------------------
-
-
-def planner(budget_s: float, n_tomograms: int = 1) -> BudgetPlanner:
-    """Learnt: 1 s per (view x stack) and no overhead; plans below are for 40-slice tomograms (10 stacks at step 4)."""
-    p = BudgetPlanner(budget_s, n_tomograms, max_views=4, base_step=4, max_step=16)
-    p.record(model_s=10.0, other_s=0.0, n_views=1, n_stacks=10)
-    return p
-
-
-@pytest.mark.parametrize("left_s, expected", [
-    (1e9, Plan(4, 4)),  # ample: the richest plan
-    (40, Plan(4, 4)),
-    (39, Plan(3, 4)),  # views go first ...
-    (10, Plan(1, 4)),
-    (9, Plan(1, 8)),  # ... then the step widens
-    (3, Plan(1, 16)),
-    (0, Plan(1, 16)),  # hopeless: the cheapest plan, never a skipped tomogram
-])
-def test_budget_planner_sheds_views_then_widens_step(left_s, expected):
-    assert planner(left_s).plan(elapsed_s=0.0, done=0, depth=40) == expected
-
-
-def test_budget_planner_plans_for_every_remaining_tomogram():
-    p = planner(90.0, n_tomograms=10)
-    assert p.plan(elapsed_s=0.0, done=0, depth=40) == Plan(1, 8)  # 10 tomograms x 5 s fit, x 10 s do not
-    assert p.plan(elapsed_s=0.0, done=8, depth=40) == Plan(4, 4)  # 2 left: 40 s each fits
-    assert p.plan(elapsed_s=50.0, done=8, depth=40) == Plan(2, 4)  # ... unless time went: 20 s each
-    assert p.plan(elapsed_s=0.0, done=12, depth=40) == Plan(4, 4)  # past the count: still plans for one
-    assert BudgetPlanner(0.0, 5, 4, 4).plan(0.0, 0, 40) == Plan(4, 4)  # nothing learnt yet: the richest
-
-
-def test_tiny_time_budget_degrades_the_plan_and_keeps_every_row(base, comp, tmp_path):
-    _, candidates, _ = predict(base, comp, tmp_path, views=("identity", "flip_lr"), budget_s=1e-3)
-    assert candidates["error"].is_null().all() and len(candidates) == N_TEST
-    first, *rest = candidates.iter_rows(named=True)
-    assert (first["n_views"], first["slice_step"]) == (2, base["cfg"].infer.slice_step)
-    assert all((r["n_views"], r["slice_step"]) == (1, 32) for r in rest), rest
 
 
 def test_stage_timings_are_recorded(base, comp):

@@ -58,6 +58,44 @@ def test_corrupt_jpeg_names_the_file(tmp_path, volume):
         read_tomogram(folder)
 
 
+def test_jpeg_bytes_after_the_end_marker_are_ignored(tmp_path, volume):
+    folder = write_slices(tmp_path / "t", volume)
+    padded = folder / "slice_0005.jpg"
+    original = cv2.imread(str(padded), cv2.IMREAD_UNCHANGED)
+    padded.write_bytes(padded.read_bytes() + b"\x00" * 7 + b"trailer \xff\xd8 written by a scanner")
+    assert np.array_equal(read_tomogram(folder)[5], original)
+
+
+def with_thumbnail(jpeg: bytes) -> bytes:
+    """`jpeg` with a complete small JPEG (its own end-of-image marker) inside an APP1 segment, as EXIF stores one."""
+    segment = b"Exif\x00\x00" + cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))[1].tobytes()
+    return jpeg[:2] + b"\xff\xe1" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]
+
+
+@pytest.mark.parametrize("cut", [
+    lambda jpeg: jpeg[: len(jpeg) // 2],
+    lambda jpeg: jpeg[:-2],  # only the end-of-image marker missing
+    lambda jpeg: jpeg[: len(jpeg) // 2] + b"\x00" * 64,  # zero padding after the cut
+    lambda jpeg: with_thumbnail(jpeg)[: -(len(jpeg) // 2)],  # the thumbnail's marker is not the image's
+], ids=["half", "marker-only", "zero-padded", "thumbnail"])
+def test_truncated_jpeg_is_rejected_naming_the_file(tmp_path, volume, cut):
+    folder = write_slices(tmp_path / "t", volume)
+    bad = folder / "slice_0005.jpg"
+    bad.write_bytes(cut(bad.read_bytes()))
+    with pytest.raises(DataError, match=f"{bad}: truncated JPEG"):
+        read_tomogram(folder)
+
+
+def test_progressive_jpeg_is_read_and_its_truncation_rejected(tmp_path, volume):
+    folder = write_slices(tmp_path / "t", volume)
+    path = folder / "slice_0005.jpg"
+    Image.fromarray(volume[5]).save(path, quality=95, progressive=True)
+    assert np.array_equal(read_tomogram(folder)[5], cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=f"{path}: truncated JPEG"):
+        read_tomogram(folder)
+
+
 def test_empty_folder_and_missing_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty.*no slice_NNNN.jpg"):
@@ -165,6 +203,49 @@ def test_find_competition_root_in_both_kaggle_layouts(tmp_path, monkeypatch, mou
     monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
     assert find_competition_root() == comp
     assert CompetitionData(comp).submission_ids() == ["tomo_x"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    (np.random.default_rng(0).bytes(500), "cannot read the sample submission: invalid utf-8"),
+    (b"id,Motor axis 0\ntomo_a,-1\n", "no tomo_id column"),
+    (b"tomo_id,Motor axis 0\ntomo_a,-1\n,-1\n", r"empty tomo_id on line\(s\) \[3\]"),
+    (b"tomo_id,Motor axis 0\n", r"no ids \(a header only\)"),
+    (b"", "cannot read the sample submission: empty CSV"),
+    (b"tomo_id,a\nx,1\ny,1,2\n", "cannot read the sample submission: found more fields"),
+], ids=["binary-garbage", "no-tomo_id-column", "empty-id", "header-only", "empty-file", "ragged"])
+def test_a_broken_sample_submission_is_one_line_naming_it(tmp_path, content, problem):
+    (tmp_path / "test").mkdir()
+    (tmp_path / "sample_submission.csv").write_bytes(content)
+    with pytest.raises(DataError, match=f"{tmp_path / 'sample_submission.csv'}: {problem}") as caught:
+        CompetitionData(tmp_path).submission_ids()
+    assert "\n" not in str(caught.value)
+
+
+def test_sample_submission_ids_keep_their_text_and_order(tmp_path):
+    (tmp_path / "sample_submission.csv").write_bytes(b"\xef\xbb\xbftomo_id,Motor axis 0\n007,-1\ntomo_b,-1\n007,-1\n")
+    assert CompetitionData(tmp_path).submission_ids() == ["007", "tomo_b"]  # BOM dropped, not parsed as numbers
+
+
+@pytest.mark.parametrize("content, ids", [
+    (b"\xef\xbb\xbftomo_id,x\n007,1\n 7 ,1\n007,1\n", ["007", " 7 "]),  # BOM dropped; verbatim, once each
+    (b"id,x\ntomo_a,1\ntomo_b,1\n", ["tomo_a", "tomo_b"]),  # no tomo_id header: the first column
+    (b"x,tomo_id\n1,tomo_a\n1,,\n\n1,tomo_b,extra\n1\n", ["tomo_a", "", "tomo_b"]),  # empty id kept, short rows not
+    (b"tomo_id,x\ntomo_a,caf\xe9\ntomo_\xff,1\n", ["tomo_a", "tomo_\ufffd"]),  # not UTF-8: replaced, not lost
+    (b"tomo_id\ntomo_a\n" + b"x" * 200_000 + b"\ntomo_b\n", ["tomo_a"]),  # stops at a row it cannot parse (too long)
+    (b"", []),
+    (b"tomo_id,x\n", []),
+], ids=["bom-verbatim", "first-column", "empty-id", "not-utf8", "unparsable-row", "empty-file", "header-only"])
+def test_fallback_ids_are_read_verbatim_and_tolerantly(tmp_path, content, ids):
+    (tmp_path / "sample_submission.csv").write_bytes(content)
+    assert CompetitionData(tmp_path).fallback_ids() == ids
+
+
+def test_fallback_ids_without_a_sample_submission_are_the_test_folders(tmp_path):
+    assert CompetitionData(tmp_path).fallback_ids() == []  # nothing to read at all
+    (tmp_path / "test" / "tomo_b").mkdir(parents=True)
+    (tmp_path / "test" / "tomo_a").mkdir()
+    (tmp_path / "sample_submission.csv").mkdir()  # not a file
+    assert CompetitionData(tmp_path).fallback_ids() == ["tomo_a", "tomo_b"]
 
 
 def test_find_competition_root_errors(tmp_path, monkeypatch):

@@ -4,8 +4,9 @@ Attach the competition and the three datasets `make bundle` builds (`make push-k
   <prefix>-src      kitlib as a wheel, put on sys.path below
   <prefix>-wheels   what the Kaggle image lacks (ultralytics, ...), pip-installed with --no-index when missing
   <prefix>-weights  fold checkpoints, presence.json and the run's config.yaml
-A complete submission is always written: an unreadable tomogram gets -1s, and any other failure is printed with its
-traceback and answered by an all -1 file. Such a failure then ends the kernel with exit code 1 (the version shows
+A complete submission is always written once the competition folder is found: an unreadable tomogram gets -1s, and
+any other failure (a broken sample_submission.csv included) is said in one line naming the file and answered by an
+all -1 file for the ids that can be read. Such a failure then ends the kernel with exit code 1 (the version shows
 ERROR, so `make submit` refuses it), except in the scoring rerun, where the fallback file is what gets scored.
 Run it locally with `make dry-run`; KIT_KAGGLE_ROOT replaces /kaggle.
 """
@@ -23,21 +24,58 @@ N_VIEWS = os.environ.get("KIT_TTA_VIEWS")  # unset: the run's config.yaml views;
 RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))
 
 
-def last_resort_submission():
-    """kitlib itself failed to load: write -1 for every sample-submission id with the standard library alone."""
+def last_resort_ids(folder):
+    """The fallback's ids with the standard library alone, read as kitlib.data.layout.read_ids_verbatim reads them:
+    sample_submission.csv's tomo_id column (else its first), verbatim, BOM dropped, bytes that are not UTF-8
+    replaced, duplicates once, reading stopped at a row that cannot be parsed; without the file, the test folders."""
     import csv
+    import io
 
-    for folder in (f"{ROOT}/input/competitions/{COMPETITION}", f"{ROOT}/input/{COMPETITION}"):
-        if os.path.isfile(f"{folder}/sample_submission.csv"):
-            with open(f"{folder}/sample_submission.csv", newline="") as f:
-                ids = list(dict.fromkeys(row["tomo_id"] for row in csv.DictReader(f)))
-            os.makedirs(f"{ROOT}/working", exist_ok=True)
-            with open(f"{ROOT}/working/submission.csv", "w", newline="") as f:
-                csv.writer(f).writerows([["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]]
-                                        + [[i, -1, -1, -1] for i in ids])
-            print(f"wrote the fallback {ROOT}/working/submission.csv: {len(ids)} rows of -1", file=sys.stderr)
-            return
-    print(f"no sample_submission.csv under {ROOT}/input: nothing can be written", file=sys.stderr)
+    path = f"{folder}/sample_submission.csv"
+    if not os.path.isfile(path):
+        test = f"{folder}/test"
+        return sorted(d for d in os.listdir(test) if os.path.isdir(f"{test}/{d}")) if os.path.isdir(test) else []
+    ids = {}
+    try:
+        with open(path, "rb") as f:
+            rows = csv.reader(io.StringIO(f.read().decode("utf-8-sig", errors="replace"), newline=""))
+        names = [name.strip() for name in next(rows, [])]
+        column = names.index("tomo_id") if "tomo_id" in names else 0
+        ids.update((row[column], None) for row in rows if len(row) > column)
+    except (OSError, csv.Error) as e:
+        print(f"{path}: {type(e).__name__}: {e}: {len(ids)} id(s) read", file=sys.stderr)
+    return list(ids)
+
+
+def last_resort_submission(error):
+    """kitlib itself failed to load (or to write its own fallback, `error`): write -1 for every id `last_resort_ids`
+    reads, and kernel_report.json, with the standard library alone."""
+    import csv
+    import json
+
+    folders = [f"{ROOT}/input/competitions/{COMPETITION}", f"{ROOT}/input/{COMPETITION}"]
+    folder = next((f for f in folders if os.path.isdir(f"{f}/test") or os.path.isdir(f"{f}/train")), None)
+    if folder is None:
+        print(f"no competition data in {' or '.join(folders)}: nothing can be written", file=sys.stderr)
+        return
+    ids, out = last_resort_ids(folder), f"{ROOT}/working/submission.csv"
+    os.makedirs(f"{ROOT}/working", exist_ok=True)
+    with open(out, "w", newline="") as f:
+        csv.writer(f).writerows([["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]]
+                                + [[i, -1, -1, -1] for i in ids])
+    report = {"status": "fallback", "submission": out, "rows": len(ids), "motors": 0, "error": error}
+    with open(f"{ROOT}/working/kernel_report.json", "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote the fallback {out}: {len(ids)} rows of -1", file=sys.stderr)
+
+
+def give_up(what):
+    """Say what failed (after its traceback), write the last-resort file and end the kernel."""
+    traceback.print_exc()
+    error = f"{what}: {sys.exc_info()[0].__name__}: {sys.exc_info()[1]}"
+    print(f"ERROR: {error}", file=sys.stderr)
+    last_resort_submission(error)
+    sys.exit(0 if RERUN else 1)
 
 
 try:  # 1. kitlib from the src dataset (either mount layout), then the missing wheels
@@ -52,11 +90,10 @@ try:  # 1. kitlib from the src dataset (either mount layout), then the missing w
     print(f"kitlib from {wheel}", flush=True)
     kernel.install_wheels(PREFIX)
 except Exception:
-    traceback.print_exc()
-    print(f"ERROR: cannot set up kitlib from the {PREFIX}-src / {PREFIX}-wheels datasets", file=sys.stderr)
-    last_resort_submission()
-    sys.exit(0 if RERUN else 1)
+    give_up(f"cannot set up kitlib from the {PREFIX}-src / {PREFIX}-wheels datasets")
 
-# 2. predict the test split within the budget; this always writes working/submission.csv
-report = kernel.run_infer(budget_s=BUDGET_S, n_views=N_VIEWS, prefix=PREFIX, progress=not RERUN)
+try:  # 2. predict the test split within the budget; this always writes working/submission.csv
+    report = kernel.run_infer(budget_s=BUDGET_S, n_views=N_VIEWS, prefix=PREFIX, progress=not RERUN)
+except Exception:
+    give_up("kitlib's inference could not write its own submission")
 sys.exit(0 if report.status == "ok" or RERUN else 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +90,57 @@ class CompetitionData:
         return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
     def submission_ids(self) -> list[str]:
-        """Ids a test submission must cover: the sample submission's, in its order, else the test folders."""
+        """Ids a test submission must cover: the sample submission's, in its order, else the test folders.
+
+        A sample submission that cannot be read as a CSV, has no `tomo_id` column, an empty id or no id at all is a
+        DataError naming it."""
+        path = self.sample_submission
+        if not path.is_file():
+            return self.tomo_ids("test")
+        try:
+            ids = pl.read_csv(path, infer_schema_length=0).get_column("tomo_id")
+        except pl.exceptions.ColumnNotFoundError as e:
+            raise DataError(f"{path}: no tomo_id column") from e
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise DataError(f"{path}: cannot read the sample submission: {str(e).splitlines()[0]}") from e
+        empty = ((ids.is_null() | (ids == "")).arg_true() + 2).to_list()  # file lines: the header is line 1
+        if empty:
+            raise DataError(f"{path}: empty tomo_id on line(s) {empty[:5]}")
+        if ids.is_empty():
+            raise DataError(f"{path}: no ids (a header only)")
+        return ids.unique(maintain_order=True).to_list()
+
+    def fallback_ids(self) -> list[str]:
+        """The ids for a fallback submission, when `submission_ids` failed: the sample submission's as
+        `read_ids_verbatim` reads them, else (no such file) the test folders, else none."""
         if self.sample_submission.is_file():
-            df = pl.read_csv(self.sample_submission, schema_overrides={"tomo_id": pl.String})
-            if "tomo_id" not in df.columns:
-                raise DataError(f"{self.sample_submission}: no tomo_id column")
-            return df["tomo_id"].unique(maintain_order=True).to_list()
-        return self.tomo_ids("test")
+            return read_ids_verbatim(self.sample_submission)
+        try:
+            return self.tomo_ids("test")
+        except (OSError, DataError):
+            return []
+
+
+def read_ids_verbatim(path: Path) -> list[str]:
+    """The ids of a sample-submission-like CSV, read as tolerantly as can be for a fallback file.
+
+    The `tomo_id` column (else the first) of every row after the header, verbatim: not stripped, not parsed, an
+    empty id kept as "" (it is a sample row, so the scorer may expect it); duplicates once, in file order. A UTF-8
+    BOM is dropped and bytes that are not UTF-8 are replaced (U+FFFD), so a row still gives its id; reading stops at
+    a row the CSV reader cannot parse; a file that cannot be read gives none.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError:
+        return []
+    rows = csv.reader(io.StringIO(text, newline=""))
+    ids: dict[str, None] = {}
+    try:
+        header = [name.strip() for name in next(rows, [])]
+        column = header.index("tomo_id") if "tomo_id" in header else 0
+        for row in rows:
+            if len(row) > column:
+                ids.setdefault(row[column], None)
+    except csv.Error:
+        pass  # keep the ids before the row that cannot be parsed
+    return list(ids)

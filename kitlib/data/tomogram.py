@@ -20,7 +20,11 @@ from tqdm.auto import tqdm
 from kitlib.data.errors import DataError
 
 SLICE_PATTERN = re.compile(r"^slice_(\d+)\.(jpe?g|png)$", re.IGNORECASE)
-_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_JPEG_START = b"\xff\xd8"
+# A marker that starts a segment or ends the image: 0xFF followed by anything but byte stuffing (00), fill (FF),
+# the standalone TEM (01), RSTn (D0-D7) and SOI (D8) markers.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\x01\xd0-\xd8\xff]")
+_JPEG_EOI = 0xD9
 
 
 def list_slices(folder: str | Path) -> list[Path]:
@@ -73,7 +77,7 @@ def _decode(path: Path) -> tuple[np.ndarray, list[str]]:
     if path.suffix.lower() in (".jpg", ".jpeg"):
         if not data.startswith(_JPEG_START):
             raise DataError(f"{path}: not a JPEG file")
-        if not data.rstrip(b"\x00").endswith(_JPEG_END):
+        if not _reaches_end_of_image(data):
             raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -87,6 +91,20 @@ def _decode(path: Path) -> tuple[np.ndarray, list[str]]:
         conversions.append(f"{image.dtype} image, scaled to uint8")
         image = (image.astype(np.float32) * (255.0 / max(float(np.iinfo(image.dtype).max), 1.0))).astype(np.uint8)
     return image, conversions
+
+
+def _reaches_end_of_image(data: bytes) -> bool:
+    """Whether a JPEG's end-of-image marker comes before its data runs out, found as a decoder finds it: segments
+    are skipped by their length (so an embedded thumbnail's marker does not count) and entropy-coded data is scanned
+    for the next marker. Bytes after the marker are ignored, as decoders ignore them; a truncated file (which
+    OpenCV would decode partially, with only a warning on stderr) has none."""
+    pos = len(_JPEG_START)
+    while (marker := _JPEG_MARKER.search(data, pos)) is not None:
+        if data[marker.start() + 1] == _JPEG_EOI:
+            return True
+        length_at = marker.start() + 2
+        pos = length_at + int.from_bytes(data[length_at : length_at + 2], "big")
+    return False
 
 
 def read_tomogram(folder: str | Path, threads: int = 8) -> np.ndarray:

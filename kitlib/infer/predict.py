@@ -6,6 +6,7 @@ naming it, and a time budget sheds TTA views and widens the slice step instead o
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 import warnings
@@ -20,9 +21,10 @@ from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData
 from kitlib.data.submission import submission_frame
 from kitlib.data.tomogram import iter_tomograms
-from kitlib.infer.budget import BudgetPlanner
+from kitlib.infer.budget import BudgetPlanner, Plan
 from kitlib.infer.locate import Detector, locate_motor
 from kitlib.infer.tta import View
+from kitlib.preprocess import resample_factor, resampled_shape
 
 # Where each tomogram's time went (wall seconds): reading in the background, waiting for it, then `locate_motor`'s stages.
 STAGE_COLUMNS = ("read_s", "wait_s", "normalize_s", "model_s", "fusion_s")
@@ -55,10 +57,12 @@ def predict_tomograms(
     score 0 and the error text.
 
     `spacings` gives known voxel spacings (train folds); unknown ones use `cfg.preprocess.assumed_spacing`.
-    With `budget_s`, views are shed and the slice step widened as the projection requires.
+    `budget_s` is the seconds for all of `tomo_ids` from this call on (a caller that set up first passes what is
+    left): views are shed and the slice step widened as the projection requires, the first tomogram planned from a
+    probe (`_probe`); 0 or less is the cheapest plan for every tomogram, None no budget (the richest plan).
     """
     spacings = spacings or {}
-    planner = BudgetPlanner(budget_s or float("inf"), len(tomo_ids), len(views), cfg.infer.slice_step)
+    planner = BudgetPlanner(budget_s, len(tomo_ids), len(views), cfg.infer.slice_step)
     folders = [data.split_dir(split) / t for t in tomo_ids]
     read_s: dict[Path, float] = {}
     rows = []
@@ -74,12 +78,11 @@ def predict_tomograms(
             rows.append(_failed_row(tomo_id, str(volume), read_s.get(folder, 0.0), wait_s))
             waiting = time.perf_counter()
             continue
-        plan = planner.plan(time.perf_counter() - started, done, volume.shape[0])
-        t = time.perf_counter()
+        spacing = spacings.get(tomo_id)
         try:
-            located = locate_motor(
-                volume, detectors, cfg, views[: plan.n_views], spacings.get(tomo_id), slice_step=plan.slice_step
-            )
+            plan = _plan(planner, volume, detectors, cfg, views, spacing, started, done)
+            t = time.perf_counter()
+            located = locate_motor(volume, detectors, cfg, views[: plan.n_views], spacing, slice_step=plan.slice_step)
         except Exception as e:  # e.g. out of GPU memory on one huge tomogram: lose that row, not the whole split
             error = f"{folder}: prediction failed: {type(e).__name__}: {e}"
             warnings.warn(f"{error}\n{traceback.format_exc()} -> predicting no motor for {tomo_id}", stacklevel=2)
@@ -89,8 +92,7 @@ def predict_tomograms(
             continue
         seconds = time.perf_counter() - t
         stage = located.seconds
-        planner.record(stage["model"], seconds - stage["model"] + wait_s, plan.n_views * len(detectors),
-                       located.n_stacks)
+        planner.record(stage["model"], seconds - stage["model"] + wait_s, plan.n_views, located.n_stacks)
         best = located.best
         zyx = (best.z, best.y, best.x) if best else (-1.0, -1.0, -1.0)
         rows.append((tomo_id, *zyx, best.score if best else 0.0, plan.n_views, plan.slice_step, seconds, None,
@@ -98,6 +100,36 @@ def predict_tomograms(
         del volume
         waiting = time.perf_counter()
     return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA, orient="row")
+
+
+def _plan(
+    planner: BudgetPlanner, volume: np.ndarray, detectors: Sequence[Detector], cfg: KitConfig,
+    views: Sequence[View], spacing: float | None, started: float, done: int,
+) -> Plan:
+    """The plan for `volume`, the `done`-th tomogram of a split begun at `started` (`time.perf_counter()`), probed
+    first when the planner has learnt nothing yet."""
+    depth = resampled_shape(volume.shape, resample_factor(spacing, cfg.preprocess))[0]  # the grid the model sees
+    if planner.wants_probe():
+        _probe(planner, volume, depth, detectors, cfg, views[0], spacing)
+    return planner.plan(time.perf_counter() - started, done, depth)
+
+
+def _probe(
+    planner: BudgetPlanner, volume: np.ndarray, depth: int, detectors: Sequence[Detector], cfg: KitConfig,
+    view: View, spacing: float | None,
+) -> None:
+    """Teach `planner` what `volume` costs before its plan is chosen: a copy of its first slices, giving as many
+    stacks as the cheapest plan sweeps (at most a batch), through the models in one view, the cost outside the
+    model scaled to the whole volume. It costs about one cheapest-plan tomogram; a first call's warm-up and a small
+    batch make it overestimate, so that the first plan errs towards the cheap."""
+    step = cfg.infer.slice_step
+    n_stacks = min(cfg.infer.batch, math.ceil(depth / planner.cheapest.slice_step))
+    slab = volume[: n_stacks * step].copy()
+    t = time.perf_counter()
+    probe = locate_motor(slab, detectors, cfg, [view], spacing, slice_step=step)
+    model_s = probe.seconds["model"]
+    planner.record(model_s, (time.perf_counter() - t - model_s) * len(volume) / len(slab), 1, probe.n_stacks,
+                   probe=True)
 
 
 def _failed_row(tomo_id: str, error: str, read_s: float, wait_s: float) -> tuple:

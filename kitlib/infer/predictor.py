@@ -9,6 +9,7 @@ file. Nobody's config is changed: overrides give the predictor its own copy.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,10 +146,11 @@ class Predictor:
         from concurrent.futures import ProcessPoolExecutor
 
         shards = [(device, tomo_ids[i :: len(self.devices)]) for i, device in enumerate(self.devices)]
+        deadline = None if budget_s is None else time.time() + budget_s  # the workers' start-up counts too
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
             futures = [pool.submit(_predict_shard, cfg.override({"infer": {"device": device}}, self.source),
-                                   self.checkpoints, data.root, split, ids, spacings, budget_s)
+                                   self.checkpoints, data.root, split, ids, spacings, deadline)
                        for device, ids in shards if ids]
             results = []
             for (device, ids), future in zip([s for s in shards if s[1]], futures):
@@ -192,12 +194,14 @@ class Predictor:
 
 
 def _predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: str, tomo_ids: list[str],
-                   spacings: dict[str, float] | None, budget_s: float | None) -> pl.DataFrame:
-    """One worker's share: its own predictor on its own device (runs in a spawned process)."""
+                   spacings: dict[str, float] | None, deadline: float | None) -> pl.DataFrame:
+    """One worker's share: its own predictor on its own device (runs in a spawned process), within the time left
+    before `deadline` (a `time.time()`; None: no budget)."""
     from kitlib import runtime
 
     runtime.prepare()
     predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}")
+    budget_s = None if deadline is None else deadline - time.time()
     return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False)
 
 

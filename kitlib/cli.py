@@ -41,28 +41,29 @@ def _folds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_config(args: argparse.Namespace):
-    """The config of a new run: --config merged onto --preset (default: `default`), then --set, then --device."""
-    from kitlib.config import KitConfig, parse_overrides
+def _new_config(args: argparse.Namespace, preset: str = "default"):
+    """The config of a new run: --config merged onto --preset (else `preset`), then --set and --device."""
+    from kitlib.config import KitConfig
 
-    base = KitConfig.preset(args.preset or "default")
-    cfg = KitConfig.load(args.config, base) if args.config else base
-    cfg = cfg.override(parse_overrides(args.set), "--set")
-    device = getattr(args, "device", None)
-    if device is not None:
-        cfg = cfg.override({"train": {"device": device}, "infer": {"device": device}}, "--device")
-    return cfg
+    base = KitConfig.preset(args.preset or preset)
+    return _with_options(KitConfig.load(args.config, base) if args.config else base, args)
 
 
 def _run_config(args: argparse.Namespace, run):
     """An existing run's config, unless --config / --preset replace it; then --set and --device."""
-    from kitlib.config import KitConfig, parse_overrides
-
     if args.config or args.preset:
         return _new_config(args)
-    cfg = run.load_config().override(parse_overrides(args.set), "--set")
-    if getattr(args, "device", None) is not None:
-        cfg = cfg.override({"train": {"device": args.device}, "infer": {"device": args.device}}, "--device")
+    return _with_options(run.load_config(), args)
+
+
+def _with_options(cfg, args: argparse.Namespace):
+    """`cfg` with the command line's --set overrides, then its --device (for training and prediction)."""
+    from kitlib.config import parse_overrides
+
+    cfg = cfg.override(parse_overrides(args.set), "--set")
+    device = getattr(args, "device", None)
+    if device is not None:
+        cfg = cfg.override({"train": {"device": device}, "infer": {"device": device}}, "--device")
     return cfg
 
 
@@ -86,15 +87,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _check_fold(fold: int, folds: dict[str, int]) -> None:
-    from kitlib.data.errors import DataError
-
     known = sorted(set(folds.values()))
     if fold not in known:
         raise DataError(f"--fold {fold}: no such fold (the folds are {known})")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from kitlib.data.errors import DataError
     from kitlib.infer.predictor import resolve_device
     from kitlib.run import new_run
 
@@ -138,17 +136,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from kitlib.config import KitConfig, parse_overrides
-    from kitlib.data.errors import DataError
+    from kitlib.config import parse_overrides
     from kitlib.infer.predictor import Predictor
     from kitlib.run import open_run
 
     if not args.run and not args.weights:
         raise DataError(f"predict: name a run (RUN=name / --run; runs: {_run_names()}) or --weights FILE ...")
-    source = args.weights or args.run
-    config = KitConfig.load(args.config, KitConfig.preset(args.preset) if args.preset else None) if args.config else None
-    predictor = Predictor.from_run(source, config=config, preset=args.preset, overrides=parse_overrides(args.set),
-                                   presence=args.presence, device=args.device, tta=args.tta)
+    predictor = Predictor.from_run(args.weights or args.run, config=args.config, preset=args.preset,
+                                   overrides=parse_overrides(args.set), presence=args.presence, device=args.device,
+                                   tta=args.tta)
     out = args.out or (open_run(args.run).submission if args.run else Path("submission.csv"))
     print(predictor.describe(), flush=True)
     data = _data(args)
@@ -195,8 +191,7 @@ def _z_error(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from kitlib.demo import run_demo
 
-    config = _new_config(args) if (args.config or args.set or args.device) else None
-    run_demo(args.data, run=args.run, preset=args.preset or "cpu", config=config, exist_ok=args.exist_ok,
+    run_demo(args.data, run=args.run, config=_new_config(args, preset="cpu"), exist_ok=args.exist_ok,
              resume=args.resume)
     return 0
 
@@ -204,7 +199,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _bundle(args: argparse.Namespace) -> int:
     from kitlib.release.bundle import DEFAULT_PLATFORMS
     from kitlib.release.commands import bundle_cmd
-
     from kitlib.run import open_run
 
     run = open_run(args.run).root if args.run else None

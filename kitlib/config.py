@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,8 +289,6 @@ _MOVED: dict[str, str | None] = {
 
 def _migrate(changes: dict[str, Any], source: str) -> dict[str, Any]:
     """`changes` with keys of older kits moved to their new place (a warning says so)."""
-    import warnings
-
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in changes.items()}
     for old, new in _MOVED.items():
         section, key = old.split(".")

@@ -220,6 +220,6 @@ def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> 
         best = train_fold(data, RunDir(work / "run"), fold, cfg, folds, records, export_dir=export)
     finally:
         shutil.rmtree(export, ignore_errors=True)
-    out = Path(shutil.copy2(best, work / f"fold{fold}.pt"))
+    out = Path(shutil.copy2(best, run.fold_file(fold)))
     print(f"wrote {out}, {run.config} and {run.folds_csv}", flush=True)
     return out

@@ -44,6 +44,12 @@ def last_checkpoint(save_dir: Path) -> Path:
     return Path(save_dir) / "weights" / "last.pt"
 
 
+def fold_of_file(path: Path) -> int | None:
+    """The fold of a flat fold checkpoint's name (`fold2.pt` -> 2), else None."""
+    m = _FOLD_FILE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 class RunExistsError(DataError):
     """A new run was asked for under a name that already holds one."""
 
@@ -108,6 +114,10 @@ class RunDir:
     def fold_last(self, fold: int) -> Path:
         return last_checkpoint(self.fold_dir(fold))
 
+    def fold_file(self, fold: int) -> Path:
+        """A fold's checkpoint as a flat file (a weights dataset, a train kernel's output)."""
+        return self.root / f"fold{int(fold)}.pt"
+
     def export_dir(self, fold: int) -> Path:
         return self.root / "export" / f"fold{int(fold)}"
 
@@ -118,7 +128,7 @@ class RunDir:
 
     def fold_checkpoints(self) -> dict[int, Path]:
         """fold -> checkpoint of every fold model present: `fold<k>/weights/best.pt`, else a flat `fold<k>.pt`."""
-        found = {int(m.group(1)): p for p in self.root.glob("fold*.pt") if (m := _FOLD_FILE.match(p.name))}
+        found = {fold: p for p in self.root.glob("fold*.pt") if (fold := fold_of_file(p)) is not None}
         for d in self.root.glob("fold*"):
             m = _FOLD_DIR.match(d.name)
             if m and best_checkpoint(d).is_file():
@@ -200,5 +210,5 @@ def new_run(
     return rd, cfg
 
 
-__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "last_checkpoint", "new_run",
-           "open_run", "run_dir"]
+__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "fold_of_file",
+           "last_checkpoint", "new_run", "open_run", "run_dir"]

@@ -108,3 +108,12 @@ def test_cli_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("motor-kit ")
+
+
+def test_demo_settings_merge_onto_the_cpu_preset():
+    """`demo --set ...` changes the demo's own (cpu) preset, not the GPU default."""
+    from kitlib.cli import _new_config, build_parser
+
+    args = build_parser().parse_args(["demo", "--set", "infer.batch=8"])
+    cfg = _new_config(args, preset="cpu")
+    assert cfg.infer.batch == 8 and cfg.model == KitConfig.preset("cpu").model

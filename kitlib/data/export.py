@@ -278,9 +278,11 @@ def export_fold(
             (out / sub / split).mkdir(parents=True)
 
     counts = {s: {"tomograms": 0, "positive": 0, "negative": 0} for s in SPLITS}
-    skipped = [s for s in stacks["skipped"] if s["tomo_id"] in {p.record.tomo_id for p in plans}]
+    planned = {p.record.tomo_id for p in plans}
+    skipped = [s for s in stacks["skipped"] if s["tomo_id"] in planned]
+    unreadable = {s["tomo_id"] for s in skipped}
     for plan in plans:
-        if plan.record.tomo_id in {s["tomo_id"] for s in skipped}:
+        if plan.record.tomo_id in unreadable:
             continue
         for centre in plan.positives + plan.negatives:
             stem = f"{plan.record.tomo_id}_z{centre}"

@@ -9,7 +9,6 @@ whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from kitlib.infer.predict import candidates_to_submission
 from kitlib.infer.predictor import Predictor, resolve_device
 from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
-from kitlib.run import RunDir
+from kitlib.run import RunDir, fold_of_file
 
 
 def run_folds(data: CompetitionData, records: list[TomoRecord], cfg: KitConfig, run: RunDir,
@@ -63,10 +62,9 @@ def import_folds(sources: Sequence[Path], run: RunDir) -> dict[int, Path]:
         if not Path(source).is_dir():
             raise DataError(f"{source}: not a folder (the train kernel's output, e.g. build/kernels/train/output)")
         for ckpt in sorted(Path(source).rglob("fold*.pt")):
-            match = re.fullmatch(r"fold(\d+)\.pt", ckpt.name)
-            if not match:
+            fold = fold_of_file(ckpt)
+            if fold is None:
                 continue
-            fold = int(match.group(1))
             if fold in found:
                 raise DataError(f"{ckpt}: fold {fold} given twice (also {found[fold]})")
             found[fold] = ckpt
@@ -114,10 +112,10 @@ def local_score(
     for fold in sorted(set(folds.values())):
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
         ckpt = run.fold_checkpoint(fold)
-        if not train_missing and not ckpt.is_file():
-            raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
         if train_missing:
             ckpt = train_fold(data, run, fold, cfg, folds, records, resume=resume)
+        elif not ckpt.is_file():
+            raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
         predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False)
         check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)
         epochs[int(fold)], checkpoints[int(fold)] = epochs_trained(ckpt), str(ckpt)

@@ -23,12 +23,13 @@ from kitlib.data.errors import DataError
 from kitlib.data.labels import load_labels
 from kitlib.data.layout import CompetitionData
 from kitlib.data.tomogram import iter_tomograms
-from kitlib.infer.locate import Detector, detections_to_points
 from kitlib.evaluation.local_score import run_folds
 from kitlib.evaluation.plots import plot_z_error
+from kitlib.infer.locate import Detector, detections_to_points
 from kitlib.infer.predictor import Predictor
 from kitlib.infer.tta import View
 from kitlib.preprocess import model_grid, stack_batches, to_resampled
+from kitlib.preprocess.zcode import z_span_for
 from kitlib.run import RunDir
 
 ERROR_COLUMNS = ("offset", "z_head", "baseline")  # centre - true z, |centre + dz - true z|, |centre - true z|
@@ -72,7 +73,7 @@ def error_stats(errors: np.ndarray, stride: int, n_stacks: int) -> dict:
     median = q(1, 50)
     return {
         "stride": int(stride),
-        "z_span": 2 * int(stride),
+        "z_span": z_span_for(stride),
         "threshold": stride / 2,
         "n_stacks": int(n_stacks),
         "n_matched": len(errors),

@@ -104,7 +104,7 @@ class Predictor:
                 raise DataError(f"{d.path}: a {d.nc}-class detector; the kit's z-head detects one class (motor)")
         strides = {d.stack_stride for d in detectors}
         if len(strides) > 1:
-            by_stride = {d.path.name: d.stack_stride for d in detectors}
+            by_stride = {str(d.path): d.stack_stride for d in detectors}  # fold models are all named best.pt
             raise DataError(f"{self.source}: the checkpoints disagree on the stack stride {by_stride}: "
                             f"ensemble models of one run only")
         return detectors

@@ -284,12 +284,6 @@ def build_wheels(
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-def _weight_name(path: Path, run: RunDir) -> str:
-    """A fold model keeps its fold in the flat dataset (`fold2.pt`); any other file keeps its name."""
-    fold = next((k for k, p in run.fold_checkpoints().items() if p.resolve() == path.resolve()), None)
-    return path.name if fold is None else f"fold{fold}.pt"
-
-
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
 _URL_USERINFO_BYTES = re.compile(_URL_USERINFO.pattern.encode())
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
@@ -448,7 +442,9 @@ def build_weights(
         KitConfig.load(config)
     except ValueError as e:
         raise DataError(str(e)) from e
-    names = {p: _weight_name(p, run) for p in paths}
+    fold_of = {p.resolve(): fold for fold, p in run.fold_checkpoints().items()}
+    # a fold model keeps its fold in the flat dataset (fold2.pt); any other file keeps its name
+    names = {p: run.fold_file(fold_of[p.resolve()]).name if p.resolve() in fold_of else p.name for p in paths}
     taken = [n for n in names.values() if n in (run.presence.name, run.config.name, MANIFEST_FILE, METADATA_FILE)]
     if len(set(names.values())) != len(names) or taken:
         raise DataError(f"{run_dir}: weights would collide in the flat dataset: {sorted(names.values())}")

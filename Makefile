@@ -19,15 +19,20 @@ FOLDS    ?=#  import-folds: the train kernel's output folders (default: build/ke
 WEIGHTS  ?=#  checkpoints instead of the run's
 KERNEL   ?= infer#  folder under kernels/
 FOLD     ?=#  KERNEL=train: the fold's own kernel (push-kernel, kernel-status, kernel-output)
+EXTRA    ?=#  extra training sources, comma-separated folders (DIR:z_window=N:negatives=false sets trust)
+LABELS_OVERRIDE ?=#  labels_override.csv from make review, applied to training and scoring labels
+TENSORBOARD ?=#  1: log training to TensorBoard in runs/<run>/fold<k>/ (view: tensorboard --logdir runs/<run>)
+NOTEBOOK ?=#  1: KERNEL's notebook form (.ipynb made from the script's # %% cells): push-kernel, kernel-status, submit
 
 CONFIG_ARGS = $(if $(PRESET),--preset $(PRESET)) $(if $(CONFIG),--config $(CONFIG)) $(foreach s,$(SET),--set $(s)) \
-              $(if $(DEVICE),--device $(DEVICE))
+              $(if $(DEVICE),--device $(DEVICE)) $(if $(TENSORBOARD),--set train.tensorboard=true)
 RUN_ARGS    = $(if $(RUN),--run $(RUN)) $(if $(EXIST_OK),--exist-ok) $(if $(RESUME),--resume)
 DATA_ARGS   = $(if $(DATA),--data $(DATA))
+LABEL_ARGS  = $(if $(EXTRA),--extra $(EXTRA)) $(if $(LABELS_OVERRIDE),--labels-override $(LABELS_OVERRIDE))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test demo synth download local-score import-folds predict z-error bundle push-dataset push-kernel \
-        kernel-status kernel-output submit submissions dry-run bench clean
+        review kernel-status kernel-output submit submissions runs dry-run bench clean
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -59,14 +64,17 @@ clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo
 demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, predict test, score it
 	$(KIT) demo $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
 
-local-score: setup ## train per fold, predict the held-out folds, tune presence, score (DATA=dir RUN=name)
-	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
+local-score: setup ## train per fold, predict the held-out folds, tune presence, score (DATA=dir RUN=name EXTRA=dirs)
+	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) $(LABEL_ARGS) $(CONFIG_ARGS)
 
 import-folds: setup ## score folds trained by the train kernel: FOLDS=dirs (kernel-output), then tune as local-score
-	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) --from-folds $(or $(FOLDS),$(wildcard build/kernels/train*/output),build/kernels/train/output)
+	$(KIT) local-score $(DATA_ARGS) $(RUN_ARGS) $(LABEL_ARGS) --from-folds $(or $(FOLDS),$(wildcard build/kernels/train*/output),build/kernels/train/output)
 
 z-error: setup ## out-of-fold |z error| of RUN's fold models, z-head vs centre slice (DATA=dir RUN=name)
 	$(KIT) z-error $(DATA_ARGS) $(if $(RUN),--run $(RUN)) $(CONFIG_ARGS)
+
+review: setup ## runs/$(RUN)/review.html: check RUN's out-of-fold mistakes, export labels_override.csv (DATA=dir TOP=20)
+	$(KIT) review $(DATA_ARGS) $(if $(RUN),--run $(RUN)) $(if $(TOP),--top $(TOP))
 
 predict: setup ## write runs/$(RUN)/submission.csv for DATA's test split with RUN's models, config and presence rule
 	$(KIT) predict $(DATA_ARGS) $(if $(RUN),--run $(RUN)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(CONFIG_ARGS)
@@ -78,19 +86,22 @@ push-dataset: setup ## create or version the three datasets on Kaggle and wait u
 	$(KIT) push-dataset
 
 push-kernel: setup ## push kernels/$(KERNEL) (internet off, GPU, competition + datasets); KERNEL=train FOLD=k per fold
-	$(KIT) push-kernel $(KERNEL) $(if $(FOLD),--fold $(FOLD))
+	$(KIT) push-kernel $(KERNEL) $(if $(FOLD),--fold $(FOLD)) $(if $(NOTEBOOK),--notebook)
 
 kernel-status: setup ## status of KERNEL's latest version; WAIT=1 polls until it ends; a failed run exits 1
-	$(KIT) kernel-status $(KERNEL)$(if $(FOLD),-fold$(FOLD)) $(if $(WAIT),--wait)
+	$(KIT) kernel-status $(KERNEL)$(if $(FOLD),-fold$(FOLD))$(if $(NOTEBOOK),-notebook) $(if $(WAIT),--wait)
 
 kernel-output: setup ## download KERNEL's outputs and log to build/kernels/$(KERNEL)[-fold$(FOLD)]/output/
-	$(KIT) kernel-output $(KERNEL)$(if $(FOLD),-fold$(FOLD))
+	$(KIT) kernel-output $(KERNEL)$(if $(FOLD),-fold$(FOLD))$(if $(NOTEBOOK),-notebook)
 
 submit: setup ## submit KERNEL's last pushed version once complete (KERNEL_VERSION=n, MESSAGE=...)
-	$(KIT) submit $(KERNEL) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")
+	$(KIT) submit $(KERNEL)$(if $(NOTEBOOK),-notebook) $(if $(KERNEL_VERSION),--version $(KERNEL_VERSION)) $(if $(MESSAGE),--message "$(MESSAGE)")
 
-submissions: setup ## latest submissions with public / private scores
+submissions: setup ## latest submissions with public / private scores, written into the runs they came from
 	$(KIT) submissions
+
+runs: setup ## runs/index.csv: every run's date, commit, preset, data, OOF F2, wall time, kernel and LB scores
+	$(KIT) runs
 
 dry-run: setup ## run kernels/$(KERNEL) locally as Kaggle would, offline; validate + score (REUSE_VENV=1, TINY=1)
 	$(KIT) dry-run $(KERNEL) $(if $(REUSE_VENV),--reuse-venv) $(if $(TINY),--tiny-weights)

@@ -9,6 +9,7 @@ from pathlib import Path
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.kaggle.errors import KaggleError
+from kitlib.version import package_version
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -64,6 +65,19 @@ def _with_options(cfg, args: argparse.Namespace):
     device = getattr(args, "device", None)
     if device is not None:
         cfg = cfg.override({"train": {"device": device}, "infer": {"device": device}}, "--device")
+    return _with_data_options(cfg, args)
+
+
+def _with_data_options(cfg, args: argparse.Namespace):
+    """`cfg` with --extra and --labels-override (they apply to a resumed run too: they change what is trained and
+    scored next, not how)."""
+    extra, override = getattr(args, "extra", None), getattr(args, "labels_override", None)
+    if extra is not None:
+        cfg = cfg.override({"data": {"extra": [s for s in extra.split(",") if s]}}, "--extra")
+    if override is not None:
+        if not override.is_file():
+            raise DataError(f"{override}: no such labels override file (make review's page exports one)")
+        cfg = cfg.override({"data": {"labels_override": str(override)}}, "--labels-override")
     return cfg
 
 
@@ -76,13 +90,13 @@ def _data(args: argparse.Namespace):
 def _export(args: argparse.Namespace) -> int:
     from kitlib.data.export import export_fold
     from kitlib.data.folds import resolve_folds
-    from kitlib.data.labels import load_labels
+    from kitlib.data.sources import load_training_labels
 
     cfg, data = _new_config(args), _data(args)
-    records = load_labels(data.labels_csv)
-    folds, _ = resolve_folds(data.root, records, cfg.tune.n_folds, cfg.tune.seed, args.folds)
+    labels = load_training_labels(data, cfg.data)
+    folds, _ = resolve_folds(data.root, labels.records, cfg.tune.n_folds, cfg.tune.seed, args.folds)
     _check_fold(args.fold, folds)
-    print(f"wrote {export_fold(data.root, args.out, args.fold, cfg, folds, records)}")
+    print(f"wrote {export_fold(data.root, args.out, args.fold, cfg, folds, labels.for_training)}")
     return 0
 
 
@@ -122,15 +136,15 @@ def _train(args: argparse.Namespace) -> int:
 
         best = train(export, cfg, run.root, resume=args.resume)
     else:
-        from kitlib.data.labels import load_labels
+        from kitlib.data.sources import load_training_labels
         from kitlib.evaluation.local_score import run_folds
         from kitlib.model import train_fold
 
         data = _data(args)
-        records = load_labels(data.labels_csv)
-        folds = run_folds(data, records, cfg, run, args.folds)
+        labels = load_training_labels(data, cfg.data)
+        folds = run_folds(data, labels.records, cfg, run, args.folds)
         _check_fold(args.fold, folds)
-        best = train_fold(data, run, args.fold, cfg, folds, records, resume=args.resume)
+        best = train_fold(data, run, args.fold, cfg, folds, labels.for_training, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
 
@@ -170,6 +184,9 @@ def _local_score(args: argparse.Namespace) -> int:
         run.save_config(cfg)
     else:
         run, cfg = new_run(name, _new_config(args), exist_ok=args.exist_ok, resume=args.resume)
+        if args.resume:
+            cfg = _with_data_options(cfg, args)
+            run.save_config(cfg)
     result = local_score(data, cfg, run, folds_path=args.folds, resume=args.resume or bool(args.from_folds),
                          train_missing=not args.from_folds)
     print(format_table(result))
@@ -185,6 +202,16 @@ def _z_error(args: argparse.Namespace) -> int:
     result = z_error(_data(args), _run_config(args, run), run, folds_path=args.folds)
     print(format_z_table(result))
     print(f"wrote {run.z_error}, {result['plot']}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from kitlib.evaluation.review import GROUPS, write_review
+    from kitlib.run import open_run
+
+    path, items = write_review(_data(args), open_run(args.run), out=args.out, top=args.top)
+    counts = ", ".join(f"{sum(i.group == g for i in items)} {g}" for g in GROUPS)
+    print(f"wrote {path} ({counts}): open it in a browser, mark the items, export labels_override.csv")
     return 0
 
 
@@ -215,7 +242,7 @@ def _push_dataset(args: argparse.Namespace) -> int:
 def _push_kernel(args: argparse.Namespace) -> int:
     from kitlib.release.commands import push_kernel_cmd
 
-    return push_kernel_cmd(args.kernel, prefix=args.prefix, fold=args.fold)
+    return push_kernel_cmd(args.kernel, prefix=args.prefix, fold=args.fold, notebook=args.notebook)
 
 
 def _kernel_status(args: argparse.Namespace) -> int:
@@ -240,6 +267,15 @@ def _submissions(args: argparse.Namespace) -> int:
     from kitlib.release.commands import submissions_cmd
 
     return submissions_cmd()
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from kitlib.release.runs import format_index, write_index
+
+    rows, written = write_index(args.root)
+    print(format_index(rows))
+    print(f"wrote {', '.join(map(str, written))}")
+    return 0
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -267,7 +303,7 @@ def _run_names() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motor-kit", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"motor-kit {_version()}")
+    parser.add_argument("--version", action="version", version=f"motor-kit {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -277,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder to write (must be new or a previous synth output)")
     p.add_argument("--n-train", type=int, default=24, help="train tomograms")
     p.add_argument("--n-test", type=int, default=8, help="test tomograms")
-    p.add_argument("--size", choices=["tiny", "small", "real"], default="small", help="tomogram sizes")
+    p.add_argument("--size", choices=["tiny", "small", "real"], default="small",
+                   help="tomogram sizes: tiny (tests), small (bin 4, the demo), real (the label file's shapes and "
+                        "spacings, test tomograms 400x1400x1050)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--preview", action="store_true", help="also save PNGs of a slice through each motor")
     p.set_defaults(func=_synth)
@@ -296,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export", "write the training stacks (5-page TIFFs + pose labels with z) for one fold")
     _add_data(p)
+    _add_data_options(p)
     _add_config(p)
     p.add_argument("--out", type=Path, required=True, help="export folder")
     p.add_argument("--fold", type=int, required=True, help="the held-out fold (becomes the validation split)")
@@ -314,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None, help="training size (default: the config's model.imgsz)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
     p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for DDP (default: the config's)")
+    _add_data_options(p)
     _add_config(p)
     p.set_defaults(func=_train)
 
@@ -341,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "config.yaml, folds.csv) instead of training")
     p.add_argument("--folds", type=Path, default=None, help="folds CSV (default: the run's, else see kitlib.data.folds)")
     p.add_argument("--device", default=None, help="cpu or 0 for training and prediction (default: the config's)")
+    _add_data_options(p)
     _add_config(p)
     p.set_defaults(func=_local_score)
 
@@ -351,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or 0 (default: the run's infer.device)")
     _add_config(p, "the run's config.yaml")
     p.set_defaults(func=_z_error)
+
+    p = command("review", "an offline page of the run's out-of-fold mistakes to check; exports labels_override.csv")
+    _add_data(p)
+    p.add_argument("--run", required=True, help="run name or folder (its oof.csv and config.yaml)")
+    p.add_argument("--out", type=Path, default=None, help="HTML file to write (default: the run's review.html)")
+    p.add_argument("--top", type=int, default=20, help="false positives (and far true positives) shown, worst first")
+    p.set_defaults(func=_review)
 
     p = command("demo", "synthesise data (or use --data), local-score, predict test, score it")
     p.add_argument("--data", type=Path, default=None, help="competition folder (default: synthesise data/demo)")
@@ -365,15 +413,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("kitlib")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None, help="competition folder (default: under the Kaggle root)")
 
@@ -382,6 +421,15 @@ def _add_run(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--run", required=required, help="run name (runs/<name>) or folder")
     p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run of that name")
     p.add_argument("--resume", action="store_true", help="continue runs/<run>'s last.pt with its own config")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extra", default=None, metavar="DIR[,DIR...]",
+                   help="extra training sources (competition layout; DIR:z_window=N:negatives=false sets its trust); "
+                        "they train every fold and are never scored (default: the config's data.extra)")
+    p.add_argument("--labels-override", type=Path, default=None, metavar="CSV",
+                   help="labels_override.csv from make review, applied to training and scoring labels "
+                        "(default: the config's data.labels_override)")
 
 
 def _add_config(p: argparse.ArgumentParser, default: str = "default") -> None:
@@ -416,6 +464,9 @@ def add_kaggle_commands(sub, command) -> None:
     p.add_argument("--prefix", default="motor-kit", help="the datasets' slug prefix")
     p.add_argument("--fold", type=int, default=None,
                    help="train kernel: push that fold's own kernel (then name it <kernel>-fold<k> in kernel-status etc.)")
+    p.add_argument("--notebook", action="store_true",
+                   help="push the script as a notebook (cells at its '# %%%% ' lines), a kernel of its own: "
+                        "name it <kernel>-notebook in kernel-status etc.")
     p.set_defaults(func=_push_kernel)
 
     p = command("download", "download the competition data into data/<slug>/ (skipped when already there)")
@@ -440,8 +491,12 @@ def add_kaggle_commands(sub, command) -> None:
     p.add_argument("--message", default=None, help="submission description")
     p.set_defaults(func=_submit)
 
-    p = command("submissions", "latest submissions with public and private scores")
+    p = command("submissions", "latest submissions with public and private scores (written into their runs)")
     p.set_defaults(func=_submissions)
+
+    p = command("runs", "one line per run: date, commit, preset, data, OOF F2, wall time, kernel, leaderboard scores")
+    p.add_argument("--root", type=Path, default=Path("runs"), help="the folder holding the run folders")
+    p.set_defaults(func=_runs)
 
     p = command("dry-run", "run a kernel locally as Kaggle would (offline, simulated image), then score it")
     p.add_argument("kernel", nargs="?", default="infer", help="folder under kernels/")

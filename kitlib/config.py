@@ -91,6 +91,9 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     val: bool = True  # validate every epoch (False: only after the last one, which is then also best.pt)
     seed: int = 0
+    # Log losses (box, cls, dfl, z), metrics and lr to TensorBoard in the training's folder (runs/<run>/fold<k>/):
+    # ultralytics' TensorBoard callback, offline; needs `pip install 'kitlib[tensorboard]'`.
+    tensorboard: bool = False
 
     def length(self) -> str:
         """How long a fold trains, in words: "60 epochs" or "7 min (epochs fitted to the time)"."""
@@ -127,9 +130,20 @@ class TuneConfig:
 
 
 @dataclass
+class DataConfig:
+    """Labels and training data beyond the competition's (`kitlib.data.sources`)."""
+
+    # Extra training sources: folders in the competition layout (train/<tomo_id>/, train_labels.csv), each
+    # "DIR" or "DIR:z_window=N:negatives=false". They train every fold; they are never scored or tuned on.
+    extra: tuple[str, ...] = ()
+    labels_override: str | None = None  # a labels_override.csv (`make review`) applied wherever labels are read
+
+
+@dataclass
 class KitConfig:
     """The whole kit's configuration."""
 
+    data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -166,7 +180,8 @@ class KitConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["infer"]["tta"] = list(data["infer"]["tta"])
+        for section in data.values():  # YAML's safe dumper writes lists, not tuples
+            section.update({k: list(v) for k, v in section.items() if isinstance(v, tuple)})
         return data
 
     @classmethod

@@ -198,7 +198,7 @@ def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> 
     import tempfile
 
     from kitlib.config import KitConfig
-    from kitlib.data.labels import load_labels
+    from kitlib.data.sources import load_training_labels
     from kitlib.evaluation.local_score import run_folds
     from kitlib.infer.predictor import resolve_device
     from kitlib.model import train_fold
@@ -210,14 +210,14 @@ def run_train(fold: int, preset: str = "default", epochs: int | None = None) -> 
     cfg = base.override({"train": {"device": resolve_device("auto")}}, f"preset {preset}")
     if epochs:
         cfg = cfg.override({"train": {"epochs": epochs, "time_budget_s": None}}, "KIT_EPOCHS")
-    records = load_labels(data.labels_csv)
-    folds = run_folds(data, records, cfg, run)
+    labels = load_training_labels(data, cfg.data)
+    folds = run_folds(data, labels.records, cfg, run)
     print(f"fold {fold} of {cfg.tune.n_folds}: {sum(f != fold for f in folds.values())} train tomograms, "
           f"{cfg.train.length()} at {cfg.model.imgsz} px on {cfg.train.device}", flush=True)
     run.save_config(cfg)
     export = Path(tempfile.mkdtemp(prefix=f"kit-export-fold{fold}-"))
     try:
-        best = train_fold(data, RunDir(work / "run"), fold, cfg, folds, records, export_dir=export)
+        best = train_fold(data, RunDir(work / "run"), fold, cfg, folds, labels.for_training, export_dir=export)
     finally:
         shutil.rmtree(export, ignore_errors=True)
     out = Path(shutil.copy2(best, run.fold_file(fold)))

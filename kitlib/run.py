@@ -2,6 +2,8 @@
 
     runs/<name>/
       config.yaml           the KitConfig the run was created with (what predict, z-error and bundle read)
+      run.json              when it was created, by which kit version and `git describe` of the kit's source
+      releases.json         its ledger on Kaggle: weights bundles, dataset / kernel versions, submissions and scores
       folds.csv             the fold assignment it was scored with
       fold<k>/              ultralytics' training folder of the model that holds fold k out:
         weights/best.pt       its checkpoint (`fold_checkpoint`), last.pt, results.csv, plots
@@ -11,6 +13,7 @@
       oof.csv, score.json   out-of-fold candidates and the local score; f2_curve.png, score_hist.png
       submission.csv        the test split's submission; test_candidates.csv, test_detections.png, demo.json
       z_error.json          the z-head check; z_error.png
+      review.html           the page for checking the out-of-fold mistakes against the labels (make review)
 
 A folder of flat `*.pt` checkpoints with `config.yaml` and `presence.json` beside them (the `weights` dataset, or a
 train kernel's output) is read the same way: `checkpoints()` finds its `*.pt`.
@@ -21,13 +24,16 @@ replace its files, `resume`: continue it); nothing outside the layout above is e
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
 from kitlib.data.folds import FOLDS_FILENAME
+from kitlib.version import package_version, version_stamp
 
 DEFAULT_PROJECT = Path("runs")
 _FOLD_DIR = re.compile(r"fold(\d+)$")
@@ -100,6 +106,21 @@ class RunDir:
     def z_error(self) -> Path:
         return self.root / "z_error.json"
 
+    @property
+    def info(self) -> Path:
+        """run.json: created, kit_version, git (written when the run is claimed)."""
+        return self.root / "run.json"
+
+    @property
+    def releases(self) -> Path:
+        """releases.json: the run's Kaggle ledger (`kitlib.release.runs`)."""
+        return self.root / "releases.json"
+
+    @property
+    def review(self) -> Path:
+        """`make review`'s page of out-of-fold mistakes to check (it exports labels_override.csv)."""
+        return self.root / "review.html"
+
     def plot(self, name: str) -> Path:
         """`<run>/<name>.png`."""
         return self.root / f"{name}.png"
@@ -163,6 +184,41 @@ class RunDir:
     def save_config(self, cfg: KitConfig) -> Path:
         return cfg.save(self.config)
 
+    def load_info(self) -> dict:
+        """run.json's record ({} for a run made before the kit wrote one)."""
+        return _read_json(self.info, {}, "the run's creation record; fix or remove it")
+
+    def save_info(self) -> Path:
+        """Record now, the kit's package version and `git describe` of its source tree as the run's creation."""
+        info = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "kit_version": package_version(), "git": version_stamp()}
+        return _write_json(self.info, info)
+
+    def load_releases(self) -> list[dict]:
+        """releases.json's entries, oldest first ([] before the first release)."""
+        return _read_json(self.releases, [], "the run's Kaggle ledger; fix or move it away")
+
+    def save_releases(self, entries: list[dict]) -> Path:
+        return _write_json(self.releases, entries)
+
+
+def _read_json(path: Path, empty, what: str):
+    """A JSON file's data, `empty` when it does not exist; DataError when it cannot be read."""
+    if not path.is_file():
+        return empty
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e}): {what}") from e
+
+
+def _write_json(path: Path, data) -> Path:
+    """Write `data` as indented JSON, replacing `path` only once complete."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
 
 def run_dir(run: str | Path, project: str | Path = DEFAULT_PROJECT) -> RunDir:
     """The run folder of `run`: a path when it names an existing folder or has a `/`, else `<project>/<run>`."""
@@ -183,8 +239,9 @@ def open_run(run: str | Path, project: str | Path = DEFAULT_PROJECT) -> RunDir:
 def claim_run(
     run: str | Path, project: str | Path = DEFAULT_PROJECT, exist_ok: bool = False, resume: bool = False
 ) -> RunDir:
-    """The run folder of `run`, created; a name that already holds a run is refused unless `exist_ok` (its files are
-    replaced as the new run writes them) or `resume` (which needs one)."""
+    """The run folder of `run`, created, with its creation recorded (`run.json`; a resumed run keeps its own); a name
+    that already holds a run is refused unless `exist_ok` (its files are replaced as the new run writes them; its
+    Kaggle ledger `releases.json` is kept) or `resume` (which needs one)."""
     rd = run_dir(run, project)
     if rd.exists() and not (exist_ok or resume):
         raise RunExistsError(
@@ -194,6 +251,8 @@ def claim_run(
     if resume and not rd.exists():
         raise DataError(f"{rd.root}: nothing to resume (no config.yaml)")
     rd.root.mkdir(parents=True, exist_ok=True)
+    if not (resume and rd.info.is_file()):  # a resumed run keeps its creation record
+        rd.save_info()
     return rd
 
 

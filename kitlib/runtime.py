@@ -9,7 +9,8 @@ What it guarantees:
 - ``YOLO_CONFIG_DIR`` points at a writable directory (``~/.cache/motor-kit/ultralytics``, or a private temp dir when
   HOME is not writable), holding ultralytics' settings.json and the fonts;
 - every integration (hub/platform sync, ClearML, Comet, DVC, MLflow, Ray Tune, W&B, TensorBoard) is switched off in
-  ultralytics' settings;
+  ultralytics' settings (``train.tensorboard`` hands a kit trainer ultralytics' TensorBoard callback itself, see
+  ``kitlib.model.trainer``);
 - ``Arial.ttf`` and ``Arial.Unicode.ttf`` exist in ultralytics' config dir (copies of matplotlib's bundled
   DejaVuSans.ttf), so ``check_font`` never downloads;
 - torch / OpenMP threads are what the kit asked for, not the 1 that ultralytics forces when ``OMP_NUM_THREADS`` is

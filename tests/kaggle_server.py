@@ -187,7 +187,13 @@ class KaggleServer:
         return 200, {"files": files, "log": self.state.log}
 
     def _code_submission(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return 200, {"message": "Your submission was successfully saved", "ref": 4242}
+        """Refs 4242, 4243, ...; each new submission is listed first by ListSubmissions, pending (a test scores it
+        by setting its `publicScore` / `privateScore`)."""
+        ref = 4241 + sum(r.method == "CreateCodeSubmission" for r in self.requests)  # this call is counted
+        listed = {"ref": ref, "date": "2025-06-03T10:00:00.000Z", "description": body.get("submissionDescription", ""),
+                  "status": "PENDING"}
+        self.state.submissions.insert(0, listed)
+        return 200, {"message": "Your submission was successfully saved", "ref": ref}
 
     def _submissions(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, {"submissions": self.state.submissions}

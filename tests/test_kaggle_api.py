@@ -114,16 +114,22 @@ def server_dataset(version: int):
 # --- (b) kernels ---
 
 
-@pytest.mark.parametrize("kernel", ["infer", "train"])
-def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_datasets(server, tmp_path, kernel):
+def push_ready_kernel(server, tmp_path: Path, kernel: str, **kw: object) -> tuple[str, Path]:
+    """Push `kernel` (a copy of kernels/) with the three datasets ready; (its output, the build folder)."""
     for ref in DATASETS:
         server.state.datasets[ref] = server_dataset(1)
     kernels, build = kernel_tree(tmp_path), tmp_path / "build"
+    args = "".join(f", {k}={v!r}" for k, v in kw.items())
     code = (
         "from pathlib import Path; from kitlib.release import commands\n"
-        f"commands.push_kernel_cmd({kernel!r}, kernels=Path({str(kernels)!r}), build=Path({str(build)!r}))"
+        f"commands.push_kernel_cmd({kernel!r}, kernels=Path({str(kernels)!r}), build=Path({str(build)!r}){args})"
     )
-    out = ok(run_python(code, server.env(tmp_path / "home")))
+    return ok(run_python(code, server.env(tmp_path / "home"))), build
+
+
+@pytest.mark.parametrize("kernel", ["infer", "train"])
+def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_datasets(server, tmp_path, kernel):
+    out, build = push_ready_kernel(server, tmp_path, kernel)
     assert f"pushed tester/motor-kit-{kernel} version 1" in out
 
     (save,) = server.calls("SaveKernel")
@@ -138,6 +144,19 @@ def test_push_kernel_sends_offline_gpu_kernel_with_competition_and_three_dataset
     assert {f"{r.body['ownerSlug']}/{r.body['datasetSlug']}" for r in server.calls("GetDatasetStatus")} == set(DATASETS)
     pushed = json.loads((build / "kernels" / kernel / "pushed.json").read_text())
     assert pushed["ref"] == f"tester/motor-kit-{kernel}" and pushed["version"] == 1
+
+
+def test_push_kernel_notebook_sends_the_scripts_cells_as_a_notebook_kernel_of_its_own(server, tmp_path):
+    from kitlib.release.notebook import split_cells
+
+    out, build = push_ready_kernel(server, tmp_path, "infer", notebook=True)
+    assert "pushed tester/motor-kit-infer-notebook version 1" in out
+    (save,) = server.calls("SaveKernel")
+    assert (save.body["slug"], save.body["newTitle"]) == ("tester/motor-kit-infer-notebook", "motor-kit infer notebook")
+    assert save.body["kernelType"] == "notebook" and save.body["enableInternet"] is False
+    cells = json.loads(save.body["text"])["cells"]  # the client sends each cell's source as one string
+    assert [(c["cell_type"], c["source"]) for c in cells] == split_cells((KERNELS / "infer" / "infer.py").read_text())
+    assert json.loads((build / "kernels" / "infer-notebook" / "pushed.json").read_text())["version"] == 1
 
 
 def test_push_kernel_refuses_when_a_dataset_is_missing(server, tmp_path):
@@ -257,7 +276,7 @@ def test_submit_last_pushed_version_after_it_completed(server, tmp_path):
     (build / "kernels" / "infer" / "pushed.json").write_text(json.dumps(record))
     code = (
         "from pathlib import Path; from kitlib.release import commands\n"
-        f"commands.submit_cmd('infer', build=Path({str(build)!r}))"
+        f"commands.submit_cmd('infer', build=Path({str(build)!r}), project=Path({str(tmp_path / 'runs')!r}))"
     )
     env = server.env(tmp_path / "home")
 
@@ -285,7 +304,8 @@ def test_submissions_table(server, tmp_path):
         {"ref": 1, "date": "2025-06-01T08:00:00.000Z", "description": "first", "status": "ERROR",
          "errorDescription": "Notebook Threw Exception"},
     ]
-    code = "from kitlib.release import commands; commands.submissions_cmd()"
+    code = ("from pathlib import Path; from kitlib.release import commands\n"
+            f"commands.submissions_cmd(Path({str(tmp_path)!r}))")
     lines = ok(run_python(code, server.env(tmp_path / "home"))).splitlines()
     assert lines[0].split() == ["date", "description", "status", "public", "private", "error"]
     assert lines[2].split() == ["2025-06-02", "09:30", "tester/motor-kit-infer", "v3", "kit", "abc1234", "complete",

@@ -10,7 +10,7 @@ import pytest
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
-from kitlib.release.kernels import render_kernel_metadata
+from kitlib.release.kernels import kernel_variant, render_kernel_metadata
 
 DATASETS = ["tester/motor-kit-src", "tester/motor-kit-wheels", "tester/motor-kit-weights"]
 
@@ -109,3 +109,33 @@ def test_dataset_sources_must_be_owner_slug(tmp_path):
 def test_missing_template(tmp_path):
     with pytest.raises(DataError, match=r"kernel-metadata.template.json: template not found"):
         render_kernel_metadata(tmp_path, "tester", DATASETS, tmp_path / "build")
+
+
+def test_the_notebook_form_is_a_kernel_of_its_own_holding_the_scripts_cells(tmp_path):
+    folder = kernel_dir(tmp_path, {**BASE, "title": "motor-kit infer", "kernel_type": "script"})
+    (folder / "infer.py").write_text("import os\n\n# %% [markdown]\n# ## Predict\n\n# %%\nprint(os.sep)\n")
+    out = tmp_path / "build" / kernel_variant("infer", notebook=True)
+    meta = json.loads(render_kernel_metadata(folder, "tester", DATASETS, out, notebook=True).read_text())
+    assert out.name == "infer-notebook" and sorted(p.name for p in out.iterdir()) == ["infer.ipynb",
+                                                                                      "kernel-metadata.json"]
+    assert (meta["id"], meta["title"]) == ("tester/motor-kit-infer-notebook", "motor-kit infer notebook")
+    assert (meta["code_file"], meta["kernel_type"]) == ("infer.ipynb", "notebook")
+    assert meta["enable_internet"] is False and meta["dataset_sources"] == DATASETS
+    cells = json.loads((out / "infer.ipynb").read_text())["cells"]
+    assert [(c["cell_type"], "".join(c["source"])) for c in cells] == [
+        ("code", "import os"), ("markdown", "## Predict"), ("code", "print(os.sep)")]
+
+
+def test_a_fold_of_the_notebook_form_and_a_script_without_cells(tmp_path):
+    folder = kernel_dir(tmp_path, {**BASE, "id": "{username}/motor-kit-train", "title": "motor-kit train",
+                                   "code_file": "train.py"}, code_file="train.py")
+    (folder / "train.py").write_text('import os\n# %%\nFOLD = int(os.environ.get("KIT_FOLD", 0))\n')
+    meta = json.loads(render_kernel_metadata(folder, "tester", DATASETS, tmp_path / "b", fold=2, notebook=True)
+                      .read_text())
+    assert meta["id"] == "tester/motor-kit-train-fold2-notebook"
+    assert kernel_variant("train", 2, notebook=True) == "train-fold2-notebook"
+    assert 'KIT_FOLD", 2' in "".join(json.loads((tmp_path / "b" / "train.ipynb").read_text())["cells"][1]["source"])
+    (folder / "train.py").write_text('FOLD = int(os.environ.get("KIT_FOLD", 0))\n')
+    with pytest.raises(DataError, match=r"train.py: a notebook is made from a .py script split into cells by '# %%'"):
+        render_kernel_metadata(folder, "tester", DATASETS, tmp_path / "c", notebook=True)
+    assert not (tmp_path / "c").exists()

@@ -26,7 +26,8 @@ from kitlib.config import COMPETITION_SLUG, KitConfig
 from kitlib.data.submission import SUBMISSION_COLUMNS, read_submission
 from kitlib import kernel
 from kitlib.release import bundle
-from kitlib.release.dryrun import OWNER, dry_run, stage_root, wheels_from_venv
+from kitlib.release.dryrun import NOTEBOOK_RUNNER, OWNER, dry_run, stage_root, wheels_from_venv
+from kitlib.release.notebook import notebook_text, split_cells
 from kitlib.testing import tiny_run
 
 SCRIPT = bundle.REPO_ROOT / "kernels" / "infer" / "infer.py"
@@ -158,6 +159,39 @@ def test_dry_run_reusing_this_venv(bundles, tmp_path, capsys):
     assert result.summary["n_tomograms"] == 3
     assert "network: none (" in out and "status OK" in result.log.read_text()
     assert not (result.root / "input" / "competitions" / COMPETITION_SLUG / "test_solution.csv").exists()
+    # then the notebook form, as pushed, in the same root with a fresh working/ (the script's output moved aside)
+    assert result.notebook_summary["n_tomograms"] == 3 and "status OK" in result.notebook_log.read_text()
+    assert json.loads((tmp_path / "dry" / "notebook" / "kernel-metadata.json").read_text())["kernel_type"] == "notebook"
+    assert (tmp_path / "dry" / "script-working" / "submission.csv").is_file()
+
+
+def run_notebook(folder: Path, script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`script`'s notebook form run as the dry run runs it (`NOTEBOOK_RUNNER`: its code cells in one interpreter)."""
+    notebook, runner = folder / "kernel.ipynb", folder / "notebook_runner.py"
+    notebook.write_text(notebook_text(script))
+    runner.write_text(NOTEBOOK_RUNNER)
+    return subprocess.run([sys.executable, str(runner), str(notebook)], cwd=cwd, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_notebook_executor_shares_one_namespace_and_fails_a_cell_that_exits_even_with_0(tmp_path):
+    script = "x = 1\n# %%\nimport sys\nprint(x + 1)\nsys.exit(0)\n# %%\nprint('never')\n"
+    proc = run_notebook(tmp_path, script, tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "2\n"
+    assert "notebook cell 2 of 3 failed: SystemExit: 0" in proc.stderr
+
+
+def test_the_notebook_form_fails_in_its_last_cell_except_in_the_scoring_rerun(bundles, tmp_path):
+    root = make_root(tmp_path, bundles)
+    weights = root / "input" / "datasets" / OWNER / "motor-kit-weights" / "fold0.pt"
+    weights.write_bytes(weights.read_bytes()[: 1000])
+    env = {"KIT_KAGGLE_ROOT": str(root), "KIT_TTA_VIEWS": "1"}
+    proc = run_notebook(tmp_path, SCRIPT.read_text(), root / "working", **env)
+    n = sum(kind == "code" for kind, _ in split_cells(SCRIPT.read_text()))
+    assert proc.returncode == 1 and f"notebook cell {n} of {n} failed: SystemExit: 1" in proc.stderr, proc.stderr
+    assert f"{weights}: corrupt" in proc.stderr and (check_complete(root)["Motor axis 0"] == -1).all()
+    rerun = run_notebook(tmp_path, SCRIPT.read_text(), root / "working", KAGGLE_IS_COMPETITION_RERUN="1", **env)
+    assert rerun.returncode == 0 and "notebook cell" not in rerun.stderr, rerun.stderr
 
 
 @pytest.mark.skipif(not os.environ.get("KIT_TEST_FRESH_VENV"), reason="opt-in: KIT_TEST_FRESH_VENV=1 (builds a venv)")

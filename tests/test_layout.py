@@ -10,7 +10,7 @@ from pathlib import Path
 KITLIB = Path(__file__).resolve().parents[1] / "kitlib"
 # Lower floors first; a unit may import only from strictly lower floors.
 FLOORS = [
-    {"config", "runtime"},
+    {"config", "runtime", "version"},
     {"preprocess", "metric"},
     {"data"},
     {"presence", "run", "kaggle"},
@@ -21,7 +21,8 @@ FLOORS = [
     {"kernel", "cli"},
     {"__main__"},
 ]
-RUN_FILES = ("presence.json", "score.json", "oof.csv", "folds.csv", "best.pt", "last.pt", "z_error.json", "demo.json")
+RUN_FILES = ("presence.json", "score.json", "oof.csv", "folds.csv", "best.pt", "last.pt", "z_error.json", "demo.json",
+             "review.html", "run.json", "releases.json")
 
 
 def floor_of(unit: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from kitlib.data.labels import COORD_COLUMNS, LABEL_COLUMNS, load_labels, soluti
 from kitlib.data.synth import SIZES, synthesize
 from kitlib.data.synth.generate import motor_counts
 from kitlib.data.synth.render import NoiseStream
-from kitlib.data.synth.scene import draw_imaging, plan_scene
+from kitlib.data.synth.scene import REPORTED_TEST_SHAPE, draw_acquisition, draw_imaging, plan_scene
 from kitlib.data.synth.stats import REAL_LABEL_STATS, label_stats
 
 REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "byu_train_labels.csv"
@@ -143,3 +144,40 @@ def test_noise_stream_does_not_depend_on_slab_size():
         slab[:] = 255.0
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     assert abs(whole.std() - 1) < 0.1
+
+
+def test_acquisitions_follow_the_real_distribution_with_the_fine_spacings():
+    """`draw_acquisition` (what `size="real"` writes at the native grid) reproduces the label file's shapes and
+    spacings: frequencies within sampling noise, median 15.6 A, the rare 6.5 A acquisitions drawn too."""
+    stats, n = REAL_LABEL_STATS, 20_000
+    rng = np.random.default_rng(3)
+    draws = [draw_acquisition(rng, stats) for _ in range(n)]
+    spacings = np.array([s for _, s in draws])
+    expected = {}
+    for z, y, x, s, count in stats.acquisitions:
+        expected[(z, y, x), s] = expected.get(((z, y, x), s), 0) + count / stats.n_tomograms
+    seen = {key: c / n for key, c in Counter(draws).items()}
+    assert set(seen) <= set(expected)
+    for key, p in expected.items():  # 4 binomial standard deviations, at least one draw's worth
+        assert abs(seen.get(key, 0.0) - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1 / n, key
+    assert np.median(spacings) == 15.6 and spacings.min() == 6.5 and spacings.max() == 19.7
+    assert abs(np.mean(spacings == 6.5) - 3 / 648) < 0.003
+    shapes = np.array([shape for shape, _ in draws])
+    assert shapes[:, 0].min() == 300 and shapes[:, 0].max() == 800
+    assert shapes[:, 1:].min() == 924 and shapes[:, 1:].max() == 1912
+
+
+def test_real_size_test_tomograms_take_the_reported_test_shape():
+    """At `real` size a test tomogram has the reported test mean shape and a spacing drawn from the train ones; a
+    train tomogram keeps a real train shape. Planned only (no real-size volume is rendered)."""
+    binning = SIZES["real"]
+    assert binning.factor == 1 and binning.test_shape == REPORTED_TEST_SHAPE == (400, 1400, 1050)
+    train_shapes = {a[:3] for a in REAL_LABEL_STATS.acquisitions}
+    for i in range(3):
+        test = plan_scene(np.random.default_rng([11, i]), binning, n_motors=1, test=True)
+        train = plan_scene(np.random.default_rng([11, i]), binning, n_motors=1)
+        assert test.shape == REPORTED_TEST_SHAPE and train.shape in train_shapes
+        assert test.spacing == train.spacing and test.spacing in REAL_SPACINGS
+        assert all(0 <= c <= s - 1 for c, s in zip(test.motors[0], test.shape))
+    small = plan_scene(np.random.default_rng(0), SIZES["small"], n_motors=1, test=True)
+    assert small.shape in {SIZES["small"].shape(s) for s in train_shapes}  # only `real` has a test shape

@@ -6,9 +6,11 @@ Attach the competition and the three datasets `make bundle` builds (`make push-k
   <prefix>-weights  fold checkpoints, presence.json and the run's config.yaml
 A complete submission is always written once the competition folder is found: an unreadable tomogram gets -1s, and
 any other failure (a broken sample_submission.csv included) is said in one line naming the file and answered by an
-all -1 file for the ids that can be read. Such a failure then ends the kernel with exit code 1 (the version shows
-ERROR, so `make submit` refuses it), except in the scoring rerun, where the fallback file is what gets scored.
-Run it locally with `make dry-run`; KIT_KAGGLE_ROOT replaces /kaggle.
+all -1 file for the ids that can be read. Such a failure then ends the kernel with exit code 1 (as a notebook: its
+last cell fails; either way the version shows ERROR, so `make submit` refuses it), except in the scoring rerun, where
+the fallback file is what gets scored. Nothing else exits: a notebook cell must not call sys.exit to succeed.
+`make push-kernel NOTEBOOK=1` pushes it as a notebook cut into cells at its `# %%` lines.
+Run it locally with `make dry-run` (both forms); KIT_KAGGLE_ROOT replaces /kaggle.
 """
 
 import glob
@@ -24,6 +26,10 @@ N_VIEWS = os.environ.get("KIT_TTA_VIEWS")  # unset: the run's config.yaml views;
 RERUN = bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))
 
 
+# %% [markdown]
+# The last resort, with the standard library alone: a submission of -1 rows when kitlib itself cannot run.
+
+# %%
 def last_resort_ids(folder):
     """The fallback's ids with the standard library alone, read as kitlib.data.layout.read_ids_verbatim reads them:
     sample_submission.csv's tomo_id column (else its first), verbatim, BOM dropped, bytes that are not UTF-8
@@ -70,15 +76,19 @@ def last_resort_submission(error):
 
 
 def give_up(what):
-    """Say what failed (after its traceback), write the last-resort file and end the kernel."""
+    """Say what failed (after its traceback) and write the last-resort file; returns False: the run failed."""
     traceback.print_exc()
     error = f"{what}: {sys.exc_info()[0].__name__}: {sys.exc_info()[1]}"
     print(f"ERROR: {error}", file=sys.stderr)
     last_resort_submission(error)
-    sys.exit(0 if RERUN else 1)
+    return False
 
 
-try:  # 1. kitlib from the src dataset (either mount layout), then the missing wheels
+# %% [markdown]
+# ## 1. kitlib from the src dataset (either mount layout), then the wheels the image lacks
+
+# %%
+try:
     wheels = glob.glob(f"{ROOT}/input/datasets/*/{PREFIX}-src/kitlib-*.whl")
     wheels += glob.glob(f"{ROOT}/input/{PREFIX}-src/kitlib-*.whl")
     if not wheels:
@@ -89,11 +99,23 @@ try:  # 1. kitlib from the src dataset (either mount layout), then the missing w
 
     print(f"kitlib from {wheel}", flush=True)
     kernel.install_wheels(PREFIX)
+    ok = True
 except Exception:
-    give_up(f"cannot set up kitlib from the {PREFIX}-src / {PREFIX}-wheels datasets")
+    ok = give_up(f"cannot set up kitlib from the {PREFIX}-src / {PREFIX}-wheels datasets")
 
-try:  # 2. predict the test split within the budget; this always writes working/submission.csv
-    report = kernel.run_infer(budget_s=BUDGET_S, n_views=N_VIEWS, prefix=PREFIX, progress=not RERUN)
-except Exception:
-    give_up("kitlib's inference could not write its own submission")
-sys.exit(0 if report.status == "ok" or RERUN else 1)
+# %% [markdown]
+# ## 2. Predict the test split within the budget: this always writes working/submission.csv
+
+# %%
+if ok:
+    try:
+        ok = kernel.run_infer(budget_s=BUDGET_S, n_views=N_VIEWS, prefix=PREFIX, progress=not RERUN).status == "ok"
+    except Exception:
+        ok = give_up("kitlib's inference could not write its own submission")
+
+# %% [markdown]
+# ## 3. A failed run ends in an error (the scoring rerun excepted: its fallback file is scored)
+
+# %%
+if not ok and not RERUN:
+    sys.exit(1)  # a script's exit code 1, a notebook's failed cell: either way the version shows ERROR

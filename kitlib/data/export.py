@@ -3,12 +3,13 @@
 Per tomogram the volume is read once, contrast-normalised once and resampled if configured; stacks are then cut at
 planned centre slices. All coordinates below are on that (possibly resampled) grid, in voxel indices.
 
-- Positive stacks: `positives_per_motor` distinct centres drawn within +-`z_window` slices of each motor.
+- Positive stacks: `positives_per_motor` distinct centres drawn within +-`z_window` slices of each motor (an extra
+  source's own `z_window` for its tomograms, `kitlib.data.sources`).
 - Labels: every motor with ``|motor_z - centre| <= z_span`` (the range the z encoding covers, and the stack's own
   span), so a stack near two motors labels both.
 - Negative stacks (empty label files): centres more than ``2 * z_span`` from every motor, `negatives_per_tomo` per
-  tomogram, none from tomograms that state more motors than they list (an unlisted motor may be anywhere); then at
-  most ``neg_ratio`` x positives are kept per split.
+  tomogram, none from tomograms that state more motors than they list (an unlisted motor may be anywhere) or from an
+  extra source not trusted for negatives; then at most ``neg_ratio`` x positives are kept per split.
 - With ``crop``, each stack is a crop x crop window at full resolution: a positive one holds the motor nearest its
   centre slice (at least a quarter box from the window's edges where the slice allows), a negative one lies anywhere;
   only motors inside the window are labelled.
@@ -25,6 +26,7 @@ import json
 import logging
 import shutil
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,12 +108,12 @@ def label_lines(
 
 def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: KitConfig) -> list[TomoPlan]:
     """Stack centres of every tomogram (the held-out `fold` -> val, others -> train), negatives capped per split."""
-    missing = [r.tomo_id for r in records if r.tomo_id not in folds]
+    missing = [r.tomo_id for r in records if not r.source and r.tomo_id not in folds]
     if missing:
         raise ValueError(f"{len(missing)} tomogram(s) have no fold: {missing[:5]}")
-    if fold not in set(folds[r.tomo_id] for r in records):
+    if not any(_held_out(r, folds, fold) for r in records):
         raise ValueError(f"fold {fold} holds none of the {len(records)} tomograms")
-    plans = [plan_tomogram(rec, cfg, "val" if folds[rec.tomo_id] == fold else "train") for rec in records]
+    plans = [plan_tomogram(rec, cfg, "val" if _held_out(rec, folds, fold) else "train") for rec in records]
     for split in SPLITS:
         _cap_negatives([p for p in plans if p.split == split], cfg.export.neg_ratio,
                        _rng(cfg.train.seed, "negatives", split))
@@ -124,10 +126,17 @@ def plan_tomogram(rec: TomoRecord, cfg: KitConfig, split: str = "") -> TomoPlan:
     grid = resampled_shape(rec.shape, resample_factor(rec.voxel_spacing, pre))
     motors = to_resampled(np.asarray(rec.motors, np.float64).reshape(-1, 3), rec.shape, grid)
     rng = _rng(cfg.train.seed, rec.tomo_id)
-    positives = positive_centres(motors[:, 0], grid[0], exp.positives_per_motor, exp.z_window, rng)
-    n_neg = exp.negatives_per_tomo if rec.n_motors_stated <= len(rec.motors) else 0  # unlisted motors may be anywhere
+    z_window = exp.z_window if rec.z_window is None else rec.z_window
+    positives = positive_centres(motors[:, 0], grid[0], exp.positives_per_motor, z_window, rng)
+    complete = rec.n_motors_stated <= len(rec.motors)  # else unlisted motors may be anywhere
+    n_neg = exp.negatives_per_tomo if complete and rec.negatives else 0
     negatives = negative_centres(motors[:, 0], grid[0], n_neg, 2 * z_span_for(pre.stack_stride), rng)
     return TomoPlan(rec, split, grid, motors, positives, negatives)
+
+
+def _held_out(rec: TomoRecord, folds: dict[str, int], fold: int) -> bool:
+    """The tomogram is in the held-out fold (an extra source's never is)."""
+    return not rec.source and folds[rec.tomo_id] == fold
 
 
 def _cap_negatives(plans: list[TomoPlan], ratio: float, rng: np.random.Generator) -> None:
@@ -214,7 +223,7 @@ def export_stacks(
     data = CompetitionData(Path(data_root))
     plans = [p for p in (plan_tomogram(r, cfg) for r in records) if p.positives or p.negatives]
     skipped = []
-    folders = [data.split_dir("train") / p.record.tomo_id for p in plans]
+    folders = [p.record.folder or data.split_dir("train") / p.record.tomo_id for p in plans]
     reader = iter_tomograms(folders, cfg.infer.decode_threads, progress=progress, desc="export stacks")
     for plan, (folder, volume) in zip(plans, reader):
         if not isinstance(volume, DataError) and volume.shape != tuple(plan.record.shape):
@@ -237,7 +246,8 @@ def _fingerprint(cfg: KitConfig, records: list[TomoRecord]) -> str:
 
     key = {"preprocess": dataclasses.asdict(cfg.preprocess), "export": dataclasses.asdict(cfg.export),
            "imgsz": cfg.model.imgsz, "seed": cfg.train.seed,
-           "records": sorted((r.tomo_id, list(r.shape), r.voxel_spacing, r.motors, r.n_motors_stated) for r in records)}
+           "records": sorted((r.tomo_id, list(r.shape), r.voxel_spacing, r.motors, r.n_motors_stated, str(r.folder),
+                              r.z_window, r.negatives) for r in records)}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -312,7 +322,8 @@ def export_fold(
         "imgsz": None if cfg.export.crop else cfg.model.imgsz,
         "crop": cfg.export.crop,
         "fold": fold,
-        "held_out": sorted(r.tomo_id for r in records if folds[r.tomo_id] == fold),
+        "held_out": sorted(r.tomo_id for r in records if _held_out(r, folds, fold)),
+        "sources": dict(Counter(r.source for r in records if r.source)),  # extra source -> tomograms
         "counts": counts,
     }
     path = out / "dataset.yaml"

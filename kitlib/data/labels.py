@@ -27,13 +27,22 @@ SHAPE_COLUMNS = ["Array shape (axis 0)", "Array shape (axis 1)", "Array shape (a
 
 @dataclass
 class TomoRecord:
-    """One tomogram's labels. `motors` lists (z, y, x) voxels; empty when the tomogram has none."""
+    """One tomogram's labels. `motors` lists (z, y, x) voxels; empty when the tomogram has none.
+
+    Tomograms of an extra training source (`kitlib.data.sources`) also carry where their slices are (`folder`), the
+    source's name and its trust: `z_window` (positive stacks within +-z_window slices of a motor; None: the export's)
+    and `negatives` (whether its motor-free slices may serve as negatives).
+    """
 
     tomo_id: str
     shape: tuple[int, int, int]
     voxel_spacing: float
     motors: list[tuple[float, float, float]] = field(default_factory=list)
     n_motors_stated: int = 0
+    folder: Path | None = None  # None: the competition's train split
+    source: str = ""  # "": the competition's own data
+    z_window: int | None = None
+    negatives: bool = True
 
     @property
     def has_motor(self) -> bool:

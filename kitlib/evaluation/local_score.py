@@ -1,6 +1,7 @@
 """Local scoring over folds: train the model that holds each fold out (or take it from the run: resumed or
 imported from Kaggle), predict its held-out fold with it alone, tune the presence rule on all out-of-fold
-predictions, and score with the competition metric.
+predictions, and score with the competition metric. Extra training sources (`cfg.data.extra`) train every fold and
+are never scored; the labels override (`cfg.data.labels_override`) corrects the labels of training and scoring alike.
 
 Writes into the run folder (`kitlib.run.RunDir`): `folds.csv`, `oof.csv` (best candidate per tomogram, its fold,
 whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and the kernels read) and plots.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,8 +21,9 @@ import polars as pl
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
 from kitlib.data.folds import resolve_folds, write_folds
-from kitlib.data.labels import TomoRecord, load_labels, solution_frame
+from kitlib.data.labels import TomoRecord, solution_frame
 from kitlib.data.layout import CompetitionData
+from kitlib.data.sources import load_training_labels
 from kitlib.evaluation.checks import score_warnings
 from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
 from kitlib.infer.predict import candidates_to_submission
@@ -102,23 +105,26 @@ def local_score(
     """
     from kitlib.model import epochs_trained, train_fold
 
+    start = time.perf_counter()
     if train_missing:
         resolve_device(cfg.train.device, f"{run.config}: train.device")  # before any export
-    records = load_labels(data.labels_csv)
+    labels = load_training_labels(data, cfg.data)  # before any training: a bad source or override fails here
+    records = labels.records
     folds = run_folds(data, records, cfg, run, folds_path)
     spacings = {r.tomo_id: r.voxel_spacing for r in records}
 
-    parts, epochs, checkpoints = [], {}, {}
+    parts, epochs, checkpoints, trained_on = [], {}, {}, {}
     for fold in sorted(set(folds.values())):
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
         ckpt = run.fold_checkpoint(fold)
         if train_missing:
-            ckpt = train_fold(data, run, fold, cfg, folds, records, resume=resume)
+            ckpt = train_fold(data, run, fold, cfg, folds, labels.for_training, resume=resume)
         elif not ckpt.is_file():
             raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
         predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False)
         check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)
         epochs[int(fold)], checkpoints[int(fold)] = epochs_trained(ckpt), str(ckpt)
+        trained_on[int(fold)] = predictor.detectors[0].meta.get("sources", {})
         candidates = predictor.predict_tomograms(data, "train", held_out, spacings=spacings, progress=progress)
         parts.append(candidates.with_columns(pl.lit(fold).alias("fold")))
     oof = oof_outcomes(pl.concat(parts), records)
@@ -139,6 +145,11 @@ def local_score(
         **{k: summary[k] for k in ("tp", "fp", "fn", "tn", "n_tomograms", "median_dist_A")},
         "per_fold_f2": per_fold,
         "per_fold_epochs": epochs,
+        "data": str(data.root),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "sources": labels.sources,
+        "per_fold_sources": trained_on,
+        "labels_override": labels.override,
         "n_errors": int(oof["error"].is_not_null().sum()),
         "folds_csv": str(run.folds_csv),
         "weights": list(checkpoints.values()),

@@ -20,8 +20,8 @@ import numpy as np
 
 from kitlib.config import HIT_RADIUS_A, KitConfig
 from kitlib.data.errors import DataError
-from kitlib.data.labels import load_labels
 from kitlib.data.layout import CompetitionData
+from kitlib.data.sources import load_training_labels
 from kitlib.data.tomogram import iter_tomograms
 from kitlib.evaluation.local_score import run_folds
 from kitlib.evaluation.plots import plot_z_error
@@ -96,7 +96,7 @@ def z_error(
 
     Folds whose checkpoint is missing (still training) are skipped with a warning.
     """
-    records = load_labels(data.labels_csv)
+    records = load_training_labels(data, cfg.data).records  # the override's corrections count here too
     folds = run_folds(data, records, cfg, run, folds_path)
     detectors: dict[int, Detector] = {}
     for fold in sorted(set(folds.values())):

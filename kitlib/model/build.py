@@ -8,7 +8,6 @@ any process where kitlib is importable.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,13 @@ from ultralytics.utils.torch_utils import initialize_weights  # noqa: E402
 from kitlib.data.errors import DataError  # noqa: E402
 from kitlib.model.head import ZHead  # noqa: E402
 from kitlib.model.loss import ZLoss  # noqa: E402
+from kitlib.version import package_version  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
 SCALES = ("n", "s", "m", "l", "x")
 FIRST_CONV = "model.0.conv.weight"
 KIT_META_KEYS = ("stack_stride", "z_span", "channels", "imgsz", "kit_version")
-
-
-def kit_version() -> str:
-    try:
-        return importlib.metadata.version("kitlib")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-        return "0+unknown"
 
 
 def model_yaml(scale: str) -> str:
@@ -58,18 +51,21 @@ def model_cfg(scale: str, width: float | None = None) -> str | dict:
 
 
 def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, fold: int | None = None,
-                  held_out: list[str] | None = None) -> dict[str, Any]:
+                  held_out: list[str] | None = None, sources: dict[str, int] | None = None) -> dict[str, Any]:
     """The metadata every kit checkpoint carries (DEVELOPERS.md, training-export contract); `fold` and `held_out`
-    (the tomo_ids it never trained on) when it is a fold model."""
+    (the tomo_ids it never trained on) when it is a fold model, and the extra sources it trained on (name ->
+    tomograms)."""
     meta = {
         "stack_stride": int(stack_stride),
         "z_span": float(z_span) if float(z_span) != int(z_span) else int(z_span),
         "channels": int(channels),
         "imgsz": int(imgsz),
-        "kit_version": kit_version(),
+        "kit_version": package_version(),
     }
     if fold is not None:
         meta["fold"], meta["held_out"] = int(fold), sorted(held_out or [])
+    if sources:
+        meta["sources"] = dict(sources)
     return meta
 
 

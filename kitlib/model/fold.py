@@ -35,8 +35,9 @@ def train_fold(
     `run.export_dir(fold)`).
     """
     from kitlib.data.export import export_fold
-    from kitlib.model.trainer import train
+    from kitlib.model.trainer import check_tensorboard, train
 
+    check_tensorboard(cfg.train)  # before any export
     best, last = run.fold_checkpoint(fold), run.fold_last(fold)
     export = Path(export_dir) if export_dir is not None else run.export_dir(fold)
     if resume and is_finished(best):

@@ -9,7 +9,9 @@ detection trainer it:
 - stores ``kit_meta`` (stack_stride, z_span, channels, imgsz, kit version) on the model and as a checkpoint key;
 - replaces ultralytics' AMP check (which downloads yolo26n.pt on CUDA) by a local one;
 - launches multi-GPU DDP through ultralytics' own launcher, or a kit launcher with the same script shape when
-  cloudpickle (which ultralytics' launcher needs) is not installed.
+  cloudpickle (which ultralytics' launcher needs) is not installed;
+- with ``train.tensorboard``, hands the trainer ultralytics' TensorBoard callback (events beside results.csv; the
+  callbacks travel to DDP workers): only that one, ultralytics' own settings keep every integration off.
 
 `train()` is the library entry point used by the CLI.
 """
@@ -35,7 +37,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, colorstr  # noqa: E402
 from ultralytics.utils.torch_utils import strip_optimizer  # noqa: E402
 
-from kitlib.config import KitConfig  # noqa: E402
+from kitlib.config import ConfigError, KitConfig, TrainConfig  # noqa: E402
 from kitlib.data.errors import DataError  # noqa: E402
 from kitlib.model.build import ZModel, load_3ch_weights, make_kit_meta, model_cfg, model_yaml  # noqa: E402
 from kitlib.model.validator import ZValidator  # noqa: E402
@@ -82,6 +84,31 @@ def local_check_amp(model: torch.nn.Module) -> bool:
     return ok
 
 
+def check_tensorboard(t: TrainConfig) -> None:
+    """ConfigError when ``train.tensorboard`` is on and the tensorboard package is not installed."""
+    if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("train.tensorboard: the tensorboard package is not installed: "
+                          "pip install 'kitlib[tensorboard]'")
+
+
+def trainer_callbacks(t: TrainConfig) -> dict | None:
+    """ultralytics' default callbacks plus its TensorBoard logger when ``train.tensorboard`` is on (None: the
+    defaults). The logger writes into the trainer's save_dir."""
+    if not t.tensorboard:
+        return None
+    check_tensorboard(t)
+    from ultralytics.utils.callbacks import get_default_callbacks
+    from ultralytics.utils.callbacks import tensorboard
+
+    if not tensorboard.callbacks:  # the module disables itself when torch.utils.tensorboard fails, or in CI / pytest
+        LOGGER.warning("TensorBoard: ultralytics' logger disabled itself (torch.utils.tensorboard failed to import, "
+                       "or a CI / pytest run): no events are written")
+    callbacks = get_default_callbacks()
+    for event, callback in tensorboard.callbacks.items():
+        callbacks[event].append(callback)
+    return callbacks
+
+
 @contextlib.contextmanager
 def _no_download_amp_check():
     import ultralytics.engine.trainer as engine_trainer
@@ -109,7 +136,7 @@ class ZTrainer(DetectionTrainer):
     def kit_meta(self) -> dict[str, Any]:
         d = self.data
         return make_kit_meta(d["stack_stride"], d["z_span"], d.get("channels", 3), self.args.imgsz, d.get("fold"),
-                             d.get("held_out"))
+                             d.get("held_out"), d.get("sources"))
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> ZModel:
         model = self.set_model_names_for_load(
@@ -241,11 +268,13 @@ def train(data_yaml: Path, cfg: KitConfig, save_dir: Path, resume: bool = False)
             raise DataError(f"{last}: no checkpoint to resume")
         t = cfg.train
         trainer = ZTrainer(
-            overrides=dict(resume=str(last), data=str(data_yaml), device=str(t.device), workers=t.workers, batch=t.batch)
+            overrides=dict(resume=str(last), data=str(data_yaml), device=str(t.device), workers=t.workers,
+                           batch=t.batch),
+            _callbacks=trainer_callbacks(t),
         )
     else:
         (save_dir / "results.csv").unlink(missing_ok=True)  # ultralytics appends to it: a rerun would mix two runs
-        trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, save_dir))
+        trainer = ZTrainer(overrides=train_overrides(data_yaml, cfg, save_dir), _callbacks=trainer_callbacks(cfg.train))
         model = ZModel(
             model_cfg(cfg.model.scale, cfg.model.width), ch=int(data.get("channels", 3)), nc=int(trainer.data["nc"]),
             verbose=RANK == -1,

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from kitlib.data.errors import DataError
 from kitlib.run import RunDir
 from kitlib.release.templates import render_template, write_json
+from kitlib.version import version_stamp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET_NAMES = ("src", "wheels", "weights")
@@ -69,18 +70,6 @@ def dataset_slug(name: str, prefix: str = DEFAULT_PREFIX) -> str:
 def dataset_ids(username: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """The three `<username>/<slug>` dataset ids, in `DATASET_NAMES` order."""
     return [f"{username}/{dataset_slug(name, prefix)}" for name in DATASET_NAMES]
-
-
-def version_stamp(root: Path = REPO_ROOT) -> str:
-    """`git describe --always --dirty` of `root` (e.g. `0217dbb1a2c3-dirty`), or `unknown` outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=root, capture_output=True, text=True, timeout=30, check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _pyproject(root: Path) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.kaggle import api
 from kitlib.kaggle.errors import KaggleError
-from kitlib.release import bundle
-from kitlib.release.kernels import render_kernel_metadata
+from kitlib.release import bundle, runs
+from kitlib.release.kernels import kernel_variant, render_kernel_metadata
+from kitlib.run import DEFAULT_PROJECT
 
 BUILD = bundle.REPO_ROOT / "build"
 KERNELS = bundle.REPO_ROOT / "kernels"
@@ -54,6 +55,7 @@ def bundle_cmd(
                                 platforms=platforms)
         else:
             bundle.build_weights(user, out, run, weights, prefix=prefix)
+            print(f"weights bundle {runs.record_bundle(out, run)} of run {run} (recorded in its releases.json)")
         manifest = bundle.read_manifest(out)
         size = sum(f["bytes"] for f in manifest["files"]) / 1e6
         print(f"{manifest['dataset']}: {len(manifest['files'])} files, {size:.1f} MB in {out}")
@@ -70,32 +72,40 @@ def push_dataset_cmd(
         message = f"motor-kit {manifest['kit_version']}"
         ref = api.push_dataset(folder, message, wait=wait, timeout_s=timeout_s)
         print(f"{ref}: {'ready' if wait else 'uploaded'} ({message})")
+        if name == "weights":
+            runs.record_dataset(folder, api.dataset_state(ref)[1] if wait else None)
     return 0
 
 
 def push_kernel_cmd(
     kernel_name: str, prefix: str = bundle.DEFAULT_PREFIX, kernels: Path = KERNELS, build: Path = BUILD,
-    fold: int | None = None,
+    fold: int | None = None, notebook: bool = False,
 ) -> int:
     """`make push-kernel KERNEL=infer`: render the metadata, check the datasets are ready, push a new version.
 
     `fold` (`KERNEL=train FOLD=k`): that fold's own kernel, recorded as `<kernel>-fold<k>` (the name
-    kernel-status / kernel-output / submit then take)."""
+    kernel-status / kernel-output / submit then take); `notebook` (`NOTEBOOK=1`): the notebook form, recorded as
+    `<kernel>-notebook`."""
     user = api.username()
     datasets = bundle.dataset_ids(user, prefix)
+    versions = {}
     for ref in datasets:
         state = api.dataset_state(ref)
         if state is None or state[0] != "ready":
             raise KaggleError(f"dataset {ref} is {state[0] if state else 'missing'}: run `make push-dataset` first")
-    out = build / "kernels" / (kernel_name if fold is None else f"{kernel_name}-fold{fold}")
-    render_kernel_metadata(kernels / kernel_name, user, datasets, out, fold=fold)
+        versions[ref] = state[1]
+    out = build / "kernels" / kernel_variant(kernel_name, fold, notebook)
+    render_kernel_metadata(kernels / kernel_name, user, datasets, out, fold=fold, notebook=notebook)
     pushed = api.push_kernel(out)
+    weights_version = versions[datasets[bundle.DATASET_NAMES.index("weights")]]
     record = {
         "ref": pushed.ref,
         "version": pushed.version,
         "url": pushed.url,
         "kit_version": bundle.version_stamp(),
         "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "datasets": versions,
+        "weights": runs.record_kernel(build / "datasets" / "weights", weights_version, pushed.ref, pushed.version),
     }
     (out / PUSHED_FILE).write_text(json.dumps(record, indent=2) + "\n")
     print(f"pushed {pushed.ref} version {pushed.version}: {pushed.url}")
@@ -138,8 +148,10 @@ def kernel_output_cmd(kernel: str, dest: Path | None = None, build: Path = BUILD
     return 0
 
 
-def submit_cmd(kernel: str, version: int | None = None, message: str | None = None, build: Path = BUILD) -> int:
-    """`make submit`: submit a kernel version (default: the last pushed, which must have completed)."""
+def submit_cmd(kernel: str, version: int | None = None, message: str | None = None, build: Path = BUILD,
+               project: Path = DEFAULT_PROJECT) -> int:
+    """`make submit`: submit a kernel version (default: the last pushed, which must have completed); the run whose
+    weights that version mounted records the submission (`kitlib.release.runs`)."""
     if version is None:
         if "/" in kernel:
             raise DataError(f"{kernel}: name the version to submit")
@@ -152,14 +164,22 @@ def submit_cmd(kernel: str, version: int | None = None, message: str | None = No
         message = message or f"{ref} v{version} kit {record['kit_version']}"
     else:
         ref = kernel_ref(kernel, build)
-    result = api.submit(ref, version, message or f"{ref} v{version}")
+    message = message or f"{ref} v{version}"
+    result = api.submit(ref, version, message)
     print(f"submitted {ref} version {version} (submission {result.ref}): {result.message}")
+    linked = None if "/" in kernel else (_pushed(kernel, build).get("weights") or {}).get("run")
+    run = runs.record_submission(ref, version, result.ref, message, project, linked)
+    if run is not None:
+        print(f"recorded in {run.releases}")
     return 0
 
 
-def submissions_cmd() -> int:
-    """`make submissions`: the latest submissions with their scores."""
-    print(api.format_submissions(api.submissions()))
+def submissions_cmd(project: Path = DEFAULT_PROJECT) -> int:
+    """`make submissions`: the latest submissions with their scores, written into the runs they came from."""
+    rows = api.submissions()
+    print(api.format_submissions(rows))
+    for line in runs.record_scores(rows, project):
+        print(line)
     return 0
 
 

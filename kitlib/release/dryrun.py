@@ -1,9 +1,10 @@
 """`make dry-run`: run a kernel of `kernels/` locally the way Kaggle runs it, then validate and score its output.
 
-Real: the kernel script, unchanged (copied by `render_kernel_metadata`, which also checks its metadata template); the
-three bundles as `kitlib.release.bundle` builds them; JPEG tomograms in the competition's exact layout (synthetic,
-size tiny); the Kaggle mount layout `<root>/input/competitions/<slug>/`, `<root>/input/datasets/<owner>/<slug>/`,
-`<root>/working/` (the script runs in `working/`, with `KIT_KAGGLE_ROOT=<root>`).
+Real: the kernel script, unchanged (copied by `render_kernel_metadata`, which also checks its metadata template), and
+when it is cut into `# %%` cells, its notebook form as `make push-kernel NOTEBOOK=1` pushes it; the three bundles as
+`kitlib.release.bundle` builds them; JPEG tomograms in the competition's exact layout (synthetic, size tiny); the
+Kaggle mount layout `<root>/input/competitions/<slug>/`, `<root>/input/datasets/<owner>/<slug>/`, `<root>/working/`
+(the script runs in `working/`, with `KIT_KAGGLE_ROOT=<root>`).
 
 Simulated:
 - the Kaggle image: a fresh venv of this Python whose site-packages reach, through a `.pth` line, a folder of links to
@@ -13,6 +14,10 @@ Simulated:
   `reuse_venv=True` runs the kernel with this venv instead (it already holds every pin, so nothing is installed).
 - no network: the kernel runs under `unshare -rn` (an empty network namespace) where this machine allows it, else
   with a `sitecustomize.py` on PYTHONPATH that makes every socket connect / name lookup raise.
+- Kaggle's Jupyter executor, for the notebook form (the image venv has no Jupyter): the notebook's code cells run as
+  Kaggle runs them, top to bottom in one fresh interpreter of the image venv (`NOTEBOOK_RUNNER`), in the same Kaggle
+  root with a fresh `working/` (the script's outputs move to `<workspace>/script-working/`); a cell that raises,
+  SystemExit included (a notebook cell cannot exit quietly), fails the run.
 - no GPU and no 12-hour limit (the kernel's own `KIT_BUDGET_S` applies); the scoring rerun is not simulated.
 - a clean environment (`kernel_environment`): PATH, an empty HOME, LANG, TMPDIR, the KIT_* settings and the guard's
   variables; none of the user's KAGGLE_* variables (the API key), tokens or keys reach the kernel.
@@ -44,6 +49,7 @@ from kitlib.data.errors import DataError
 from kitlib.release import bundle
 from kitlib.release.kernels import render_kernel_metadata
 from kitlib.release.manifest import installed_version, read_requirements
+from kitlib.release.notebook import has_cells
 from kitlib.testing import tiny_run
 
 DRYRUN = bundle.REPO_ROOT / "build" / "dryrun"
@@ -57,6 +63,23 @@ def _refuse(*args, **kwargs):
 
 
 socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = _refuse
+'''
+NOTEBOOK_RUNNER = '''"""Dry-run stand-in for Kaggle's Jupyter executor: the code cells of the notebook sys.argv[1], in
+order, in one interpreter and one namespace. A cell that raises (SystemExit too) fails the run."""
+import json
+import sys
+import traceback
+
+with open(sys.argv[1]) as f:
+    cells = [cell for cell in json.load(f)["cells"] if cell["cell_type"] == "code"]
+namespace = {"__name__": "__main__"}
+for n, cell in enumerate(cells, 1):
+    try:
+        exec(compile("".join(cell["source"]), f"<cell {n}>", "exec"), namespace)
+    except BaseException as e:
+        traceback.print_exc()
+        print(f"notebook cell {n} of {len(cells)} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
 '''
 IMAGE_PTH = "kaggle_image.pth"
 WORKSPACE_MARKER = ".kit-dryrun"  # marks a folder a dry run made: the next dry run may replace it
@@ -76,6 +99,8 @@ class DryRun:
     image: str
     seconds: float
     summary: dict | None = None  # the metric's summary of the submission (infer kernel)
+    notebook_log: Path | None = None  # the notebook form's run, when the script has `# %%` cells
+    notebook_summary: dict | None = None
 
 
 # --- bundles ---------------------------------------------------------------------------------------------------------
@@ -265,8 +290,8 @@ def dry_run(
     kernels: Path = bundle.REPO_ROOT / "kernels",
 ) -> DryRun:
     """Run `kernels/<kernel>` in a fresh simulated Kaggle root under `out` (default `build/dryrun/<kernel>`, replaced),
-    then check its output; raises `DataError` on any failure. `env` adds to the kernel's clean environment
-    (`kernel_environment`)."""
+    then check its output; a script cut into `# %%` cells runs a second time as its notebook form, checked the same
+    way. Raises `DataError` on any failure. `env` adds to the kernel's clean environment (`kernel_environment`)."""
     started = time.perf_counter()
     work = (out or DRYRUN / kernel).resolve()
     if work.exists():
@@ -294,17 +319,33 @@ def dry_run(
     prefix, guard_env, network = network_guard(work)
     kernel_env = kernel_environment(python, root, work, kernel, guard_env, env)
     print(f"image:   {image}\nnetwork: {network}\nrun:     {python} {script} (cwd {root / 'working'})", flush=True)
-    log = work / f"{kernel}.log"
-    rc = _run_streamed([*prefix, str(python), str(script)], root / "working", kernel_env, log, timeout_s)
-    if rc != 0:
-        raise DataError(f"{script}: the kernel exited with code {rc}; log: {log}")
-    result = DryRun(root, log, network, image, 0.0)
-    if kernel == "train":
-        print(f"train output: {check_train_output(root)}")
-    else:
-        result.summary = check_submission(root)
+    result = DryRun(root, work / f"{kernel}.log", network, image, 0.0)
+    result.summary = _run_form(kernel, [*prefix, str(python), str(script)], root, kernel_env, result.log, timeout_s)
+    if has_cells(script.read_text()):
+        shutil.move(root / "working", work / "script-working")
+        (root / "working").mkdir()
+        meta = render_kernel_metadata(kernels / kernel, OWNER, ids, work / "notebook", notebook=True)
+        runner = work / "notebook_runner.py"
+        runner.write_text(NOTEBOOK_RUNNER)
+        cmd = [*prefix, str(python), str(runner), str(meta.parent / json.loads(meta.read_text())["code_file"])]
+        print(f"== the notebook form: {cmd[-1]}, its code cells in order in one interpreter", flush=True)
+        result.notebook_log = work / f"{kernel}-notebook.log"
+        result.notebook_summary = _run_form(kernel, cmd, root, kernel_env, result.notebook_log, timeout_s)
     result.seconds = round(time.perf_counter() - started, 1)
     return result
+
+
+def _run_form(kernel: str, cmd: list[str], root: Path, env: dict[str, str], log: Path,
+              timeout_s: float) -> dict | None:
+    """Run one form of the kernel (`cmd`, its code file last) in `root/working`, then check what it wrote: the
+    submission's summary (infer kernel), None (train kernel: its checkpoint loads)."""
+    rc = _run_streamed(cmd, root / "working", env, log, timeout_s)
+    if rc != 0:
+        raise DataError(f"{cmd[-1]}: the kernel exited with code {rc}; log: {log}")
+    if kernel == "train":
+        print(f"train output: {check_train_output(root)}")
+        return None
+    return check_submission(root)
 
 
 def _check_workspace(work: Path) -> None:
@@ -319,9 +360,14 @@ def _check_workspace(work: Path) -> None:
 def format_result(result: DryRun) -> str:
     """The closing lines of a dry run."""
     lines = [f"image:   {result.image}", f"network: {result.network}", f"log:     {result.log}"]
-    s = result.summary
-    if s is not None:
-        lines.append(f"submission valid: {s['n_tomograms']} rows; F2 against the synthetic solution {s['f2']:.4f} "
-                     f"(TP={s['tp']} FP={s['fp']} FN={s['fn']} TN={s['tn']})")
+    lines += [_summary_line(result.summary)] if result.summary is not None else []
+    if result.notebook_log is not None:
+        lines.append(f"notebook form, log: {result.notebook_log}")
+        lines += [_summary_line(result.notebook_summary)] if result.notebook_summary is not None else []
     lines.append(f"dry run passed in {result.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _summary_line(s: dict) -> str:
+    return (f"submission valid: {s['n_tomograms']} rows; F2 against the synthetic solution {s['f2']:.4f} "
+            f"(TP={s['tp']} FP={s['fp']} FN={s['fn']} TN={s['tn']})")

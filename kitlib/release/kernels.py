@@ -10,17 +10,21 @@ The kit writes the rest and refuses templates that contradict it: `language: pyt
 file (.py script, .ipynb notebook), `is_private: true`, `enable_gpu: true`, `enable_internet: false` (written
 explicitly: the client defaults it to TRUE, and a code competition rejects internet), `competition_sources:
 [COMPETITION_SLUG]` and `dataset_sources` (the three bundles).
+
+Variants of a kernel are kernels of their own, named `<kernel>[-fold<k>][-notebook]` (`kernel_variant`; the slug
+and title take the same suffixes): a train kernel per fold, and the notebook form of a script whose cells are
+marked with `# %%` lines (`kitlib.release.notebook`).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
+from kitlib.release.notebook import has_cells, notebook_text
 from kitlib.release.templates import render_template, write_json
 
 TEMPLATE_FILE = "kernel-metadata.template.json"
@@ -68,23 +72,40 @@ def _check(meta: dict[str, Any], kernel_dir: Path, username: str) -> list[str]:
     return problems
 
 
+def _suffixes(fold: int | None, notebook: bool) -> list[str]:
+    return ([] if fold is None else [f"fold{fold}"]) + (["notebook"] if notebook else [])
+
+
+def kernel_variant(kernel: str, fold: int | None = None, notebook: bool = False) -> str:
+    """The name a variant is recorded under (`build/kernels/<it>/`) and that kernel-status, kernel-output and submit
+    take: `infer-notebook`, `train-fold3`."""
+    return "-".join([kernel, *_suffixes(fold, notebook)])
+
+
 def render_kernel_metadata(
-    kernel_dir: Path, username: str, datasets: list[str], out_dir: Path, fold: int | None = None
+    kernel_dir: Path, username: str, datasets: list[str], out_dir: Path, fold: int | None = None,
+    notebook: bool = False,
 ) -> Path:
     """Write `out_dir/kernel-metadata.json` and a copy of the code file; return the metadata path.
 
     `fold`: a kernel of its own for that fold (slug `<slug>-fold<k>`, title `<title> fold<k>`), whose copied code
     file has the fold written into its `FOLD = ...` line: Kaggle passes no arguments or environment to a kernel.
+    `notebook`: the script pushed as a notebook kernel of its own (slug `<slug>-notebook`, title `<title> notebook`),
+    its code file `<stem>.ipynb` made from the script's `# %%` cells.
     """
     template = kernel_dir / TEMPLATE_FILE
     meta = render_template(template, {"username": username})
-    if fold is not None:
-        meta["id"], meta["title"] = f"{meta.get('id', '')}-fold{fold}", f"{meta.get('title', '')} fold{fold}"
+    for suffix in _suffixes(fold, notebook):
+        meta["id"], meta["title"] = f"{meta.get('id', '')}-{suffix}", f"{meta.get('title', '')} {suffix}"
     problems = _check(meta, kernel_dir, username)
     problems += [f"dataset source {d!r} must be 'owner/slug'" for d in datasets if not _REF.fullmatch(d)]
     if problems:
         raise DataError(f"{template}: " + "; ".join(problems))
-    code_file = meta["code_file"]
+    script = kernel_dir / meta["code_file"]
+    text = script.read_text() if fold is None else _with_fold(script, int(fold))
+    if notebook and (script.suffix != ".py" or not has_cells(text)):
+        raise DataError(f"{script}: a notebook is made from a .py script split into cells by '# %%' lines")
+    code_file, code = (f"{script.stem}.ipynb", notebook_text(text, str(script))) if notebook else (script.name, text)
     rendered = {
         "id": meta["id"],
         "title": meta["title"],
@@ -103,10 +124,7 @@ def render_kernel_metadata(
         **{k: meta[k] for k in sorted(OPTIONAL - {"kernel_type", "machine_shape"}) if k in meta},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    if fold is None:
-        shutil.copy2(kernel_dir / code_file, out_dir / code_file)
-    else:
-        (out_dir / code_file).write_text(_with_fold((kernel_dir / code_file), int(fold)))
+    (out_dir / code_file).write_text(code)
     return write_json(out_dir / METADATA_FILE, rendered)
 
 

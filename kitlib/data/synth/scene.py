@@ -41,13 +41,19 @@ NOISE_PER_GAIN = (0.45, 0.7)  # noise std / gain at the native grid
 NOISE_BINNING_EXPONENT = 1.0
 MISSING_WEDGE_STRETCH = (1.3, 1.8)
 
+# The hidden test tomograms are reported larger on average than the train ones (~900 of them, spacing not given);
+# their spread is not known, so a size with `test_shape` writes every test tomogram at this mean (z, y, x).
+REPORTED_TEST_SHAPE = (400, 1400, 1050)
+
 
 @dataclass(frozen=True)
 class Binning:
-    """How a size preset samples the specimen: bin factor and an optional crop (z, y, x) of the binned grid."""
+    """How a size preset samples the specimen: bin factor, an optional crop (z, y, x) of the binned grid and an
+    optional native shape for test tomograms (else drawn like the train ones)."""
 
     factor: int
     crop: tuple[int, int, int] | None = None
+    test_shape: tuple[int, int, int] | None = None
 
     def shape(self, native: tuple[int, int, int]) -> tuple[int, int, int]:
         binned = tuple(max(1, round(n / self.factor)) for n in native)
@@ -77,9 +83,14 @@ class Scene:
     motors: list[tuple[float, float, float]]
 
 
-def plan_scene(rng: np.random.Generator, binning: Binning, n_motors: int, stats: LabelStats = REAL_LABEL_STATS) -> Scene:
-    """Everything about one tomogram except its noise. `n_motors` may not all fit; `Scene.motors` lists those placed."""
+def plan_scene(
+    rng: np.random.Generator, binning: Binning, n_motors: int, stats: LabelStats = REAL_LABEL_STATS, test: bool = False
+) -> Scene:
+    """Everything about one tomogram except its noise. `n_motors` may not all fit; `Scene.motors` lists those placed.
+    A `test` tomogram takes `binning.test_shape` when there is one (its spacing is drawn as a train one's)."""
     native_shape, native_spacing = draw_acquisition(rng, stats)
+    if test and binning.test_shape:
+        native_shape = binning.test_shape
     planner = _Planner(rng, binning.shape(native_shape), round(native_spacing * binning.factor, 3), stats)
     imaging = draw_imaging(rng, binning.factor)
     if n_motors:

@@ -32,7 +32,7 @@ LABEL_ARGS  = $(if $(EXTRA),--extra $(EXTRA)) $(if $(LABELS_OVERRIDE),--labels-o
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test demo synth download local-score import-folds predict z-error bundle push-dataset push-kernel \
-        review kernel-status kernel-output submit submissions runs dry-run bench clean
+        review kernel-status kernel-output submit submissions runs dry-run bench rehearse spacing gpu-check clean
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -58,8 +58,8 @@ synth: setup ## write a synthetic competition dataset to data/synth (SIZE=small 
 download: setup ## download the competition data into data/<competition>/ (skipped when there; needs kaggle.json)
 	$(KIT) download
 
-clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo, data/bench); keeps your runs
-	rm -rf build data/demo data/bench runs/*/export
+clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo, data/bench, data/rehearse, data/spacing); keeps your runs
+	rm -rf build data/demo data/bench data/rehearse data/spacing runs/*/export
 
 demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, predict test, score it
 	$(KIT) demo $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
@@ -108,3 +108,12 @@ dry-run: setup ## run kernels/$(KERNEL) locally as Kaggle would, offline; valida
 
 bench: setup ## inference s/tomo at real size on CPU (+GPU fp16 if any) -> bench/results/latest.{json,md} (QUICK=1: small)
 	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+rehearse: setup ## default preset end to end at real size on CPU + full-job projection -> bench/results/rehearse.{json,md}
+	$(PY) -m bench.rehearse $(if $(QUICK),--quick)
+
+spacing: setup ## the spacing policies (native / spacing / size) trained on the demo data, scored on hidden-spacing test sets -> bench/results/spacing.{json,md}
+	$(PY) -m bench.spacing
+
+gpu-check: ## on a GPU machine: CUDA fp16 bench, short training, inference on every GPU -> bench/results/gpu_check.*
+	bash bench/gpu_check.sh

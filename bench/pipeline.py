@@ -61,11 +61,12 @@ def hidden_read_fraction(candidates: pl.DataFrame) -> float | None:
     return 1 - float(later["wait_s"].sum()) / read if read > 0 else None
 
 
-def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig, work: Path) -> dict:
-    """Seconds per tomogram (model loaded and warmed up beforehand), the stage split, memory and the plan used."""
+def run_pipeline(data: CompetitionData, tomo_ids: Sequence[str], cfg: KitConfig, work: Path, predictor=None) -> dict:
+    """Seconds per tomogram (model loaded and warmed up beforehand), the stage split, memory and the plan used, with
+    `predictor` (default: `untrained_predictor(cfg, work)`)."""
     import torch
 
-    predictor = untrained_predictor(cfg, work)
+    predictor = predictor or untrained_predictor(cfg, work)
     detector = predictor.detectors[0]
     shape = (detector.imgsz, detector.imgsz, cfg.preprocess.channels)
     detector.predict(np.zeros(shape, np.uint8), conf=cfg.infer.conf)  # warm-up: one-off kernel selection

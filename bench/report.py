@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -33,3 +36,12 @@ def markdown(result: dict) -> str:
         f"({result['tomo_uint8_mb']:.0f} MB).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, result: dict, report: str) -> None:
+    """`<out>.json` and `<out>.md` (the report, also printed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(report)
+    print(report)
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')}")

@@ -8,7 +8,6 @@ present), next to the decode floor and the public host baseline's reader. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -19,7 +18,7 @@ from kitlib.config import KitConfig
 from bench.data import bench_data
 from bench.decode import baseline_reader_sec, decode_floor, tomogram_shape
 from bench.pipeline import UNTRAINED, run_pipeline
-from bench.report import markdown
+from bench.report import markdown, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,12 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n or (2 if args.quick else 4)
     out = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "latest")
     result = run_bench(args.cache, size, n, args.quick)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')}")
+    write_results(out, result, markdown(result))
     return 0
 
 

@@ -151,6 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from kitlib.config import parse_overrides
+    from kitlib.evaluation.test_split import describe_test_score, score_test_split
     from kitlib.infer.predictor import Predictor
     from kitlib.run import open_run
 
@@ -165,6 +166,9 @@ def _predict(args: argparse.Namespace) -> int:
     path, candidates = predictor.predict_split(data, args.split, out, budget_s=args.budget)
     failed = int(candidates["error"].is_not_null().sum())
     print(f"wrote {path}: {len(candidates)} tomograms predicted, {failed} failed (-1)")
+    test = score_test_split(data, path) if args.split == "test" else None
+    if test:
+        print(f"test split F2 against {data.test_solution}: {describe_test_score(test)}")
     if len(candidates) and failed == len(candidates):
         print(f"error: every tomogram failed: {candidates['error'][0]}", file=sys.stderr)
         return 1
@@ -313,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder to write (must be new or a previous synth output)")
     p.add_argument("--n-train", type=int, default=24, help="train tomograms")
     p.add_argument("--n-test", type=int, default=8, help="test tomograms")
-    p.add_argument("--size", choices=["tiny", "small", "real"], default="small",
-                   help="tomogram sizes: tiny (tests), small (bin 4, the demo), real (the label file's shapes and "
+    p.add_argument("--size", choices=["tiny", "small", "fine", "real"], default="small",
+                   help="tomogram sizes: tiny (tests), small (bin 4, the demo), fine (bin 2), real (the label file's shapes and "
                         "spacings, test tomograms 400x1400x1050)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--preview", action="store_true", help="also save PNGs of a slice through each motor")

@@ -18,6 +18,7 @@ import yaml
 
 # The competition's hit radius. Everything measured "in threshold units" derives from it.
 HIT_RADIUS_A = 1000.0
+GRID_POLICIES = ("native", "spacing", "size")  # PreprocessConfig.grid
 COMPETITION_SLUG = "byu-locating-bacterial-flagellar-motors-2025"
 
 
@@ -28,11 +29,14 @@ class PreprocessConfig:
     clip_low: float = 2.0  # percentile mapped to 0
     clip_high: float = 98.0  # percentile mapped to 255
     sample_step: int = 4  # percentiles are computed on every n-th voxel along each axis
-    # Resampling policy. None keeps the native voxel grid (default: test spacing is not given on Kaggle, and the
-    # training spacings cluster at 13-16 A). A number resamples every tomogram to that spacing, using the label
-    # file's spacing in training and `assumed_spacing` where none is known (test).
-    target_spacing: float | None = None
+    # The grid the model sees (the spacing policy; docs/SPACING.md compares them). "native": the tomogram's own
+    # voxels. "spacing": resampled to `target_spacing` A, from the label file's spacing in training and an assumed
+    # one where none is known (test: the labels' most common spacing, else `assumed_spacing`). "size": every axis
+    # scaled by one factor so the longest in-plane edge is `resize_to` voxels; needs no spacing at all.
+    grid: str = "native"
+    target_spacing: float = 16.0
     assumed_spacing: float = 13.1
+    resize_to: int = 640
     channels: int = 5
     stack_stride: int = 8  # slices between neighbouring channels: channel k holds z + (k - 2) * stride
 
@@ -165,7 +169,7 @@ class KitConfig:
             # motors visible; class loss x4 (presence is what F2 scores; the box is a fixed-size proxy) and z loss x2
             # to keep z's share of the gradient; 8 TTA views (measured: +0.04 OOF F2 over 4).
             return cls(
-                preprocess=PreprocessConfig(stack_stride=3),
+                preprocess=PreprocessConfig(stack_stride=3, target_spacing=64.0, assumed_spacing=52.4, resize_to=160),
                 export=ExportConfig(positives_per_motor=4, negatives_per_tomo=3),
                 model=ModelConfig(imgsz=160, z_loss_gain=2.0),
                 train=TrainConfig(epochs=85, batch=16, nbs=16, device="cpu", workers=2,
@@ -278,6 +282,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 _RANGES: dict[str, tuple[float, float | None]] = {
     "preprocess.clip_low": (0, 100), "preprocess.clip_high": (0, 100), "preprocess.sample_step": (1, None),
     "preprocess.target_spacing": (1e-6, None), "preprocess.assumed_spacing": (1e-6, None),
+    "preprocess.resize_to": (8, None),
     "preprocess.channels": (1, None), "preprocess.stack_stride": (1, None),
     "export.z_window": (0, None), "export.positives_per_motor": (0, None), "export.negatives_per_tomo": (0, None),
     "export.neg_ratio": (0, None), "export.box_angstrom": (1e-6, None), "export.box_px": (1, None),
@@ -293,6 +298,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "tune.bootstrap": (0, None), "tune.n_folds": (2, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "preprocess.grid": GRID_POLICIES,
     "model.scale": ("n", "s", "m", "l", "x"),
     "tune.rule": ("auto", "threshold", "quantile"),
 }
@@ -305,6 +311,12 @@ _MOVED: dict[str, str | None] = {
 def _migrate(changes: dict[str, Any], source: str) -> dict[str, Any]:
     """`changes` with keys of older kits moved to their new place (a warning says so)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in changes.items()}
+    pre = out.get("preprocess")
+    if isinstance(pre, dict) and "target_spacing" in pre and "grid" not in pre:
+        # older kits had no `grid`: a target spacing meant resampling, null the native grid
+        pre["grid"] = "native" if pre["target_spacing"] is None else "spacing"
+        if pre["target_spacing"] is None:
+            del pre["target_spacing"]
     for old, new in _MOVED.items():
         section, key = old.split(".")
         if not isinstance(out.get(section), dict) or key not in out[section]:

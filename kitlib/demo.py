@@ -18,7 +18,7 @@ from kitlib.data.layout import CompetitionData, find_competition_root
 from kitlib.evaluation.local_score import format_table, local_score
 from kitlib.evaluation.plots import plot_detections
 from kitlib.infer.predictor import Predictor
-from kitlib.metric import breakdown, summarize
+from kitlib.evaluation.test_split import describe_test_score, score_test_split
 from kitlib.run import RunDir, new_run
 
 DEMO_DATA = Path("data/demo")
@@ -48,9 +48,9 @@ def run_demo(
     submission_path, candidates = predictor.predict_split(data, "test", run_dir.submission)
     candidates.write_csv(run_dir.test_candidates)
     result = {"oof": oof, "submission": str(submission_path), "seconds": None, "test": None}
-    if data.test_solution.is_file():
+    result["test"] = score_test_split(data, submission_path)
+    if result["test"]:
         solution = pl.read_csv(data.test_solution, schema_overrides={"tomo_id": pl.String})
-        result["test"] = summarize(breakdown(solution, pl.read_csv(submission_path, schema_overrides={"tomo_id": pl.String})))
         result["test_plot"] = str(plot_detections(candidates, solution, predictor.rule, run_dir.plot("test_detections")))
     result["seconds"] = round(time.perf_counter() - started, 1)
     run_dir.demo.write_text(json.dumps(result, indent=2))
@@ -58,16 +58,16 @@ def run_demo(
     return result
 
 
-def ensure_demo_data(root: Path) -> None:
-    """Synthesise the demo dataset into `root` unless it already holds exactly that one (a rerun reuses it; an older
-    kit's demo data, written with other settings, is replaced)."""
+def ensure_demo_data(root: Path, synth: dict = DEMO_SYNTH) -> None:
+    """Synthesise the `synth` dataset (default: the demo's) into `root` unless it already holds exactly that one (a
+    rerun reuses it; an older kit's data, written with other settings, is replaced)."""
     from kitlib.data.synth import MARKER, synthesize
 
     marker = root / MARKER
-    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == DEMO_SYNTH:
+    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == synth:
         return
-    print(f"synthesising a small competition-format dataset in {root} ...")
-    synthesize(root, **DEMO_SYNTH, preview=True)
+    print(f"synthesising a {synth['size']} competition-format dataset in {root} ...")
+    synthesize(root, **synth, preview=True)
 
 
 def print_summary(result: dict, run_dir: RunDir) -> None:
@@ -76,8 +76,7 @@ def print_summary(result: dict, run_dir: RunDir) -> None:
     print("\n== demo summary ==")
     print(f"held-out folds (OOF) F2: {oof['f2']:.4f}  (95% CI {lo:.3f}-{hi:.3f}, {oof['n_tomograms']} tomograms)")
     if test:
-        print(f"test split F2:          {test['f2']:.4f}  (TP={test['tp']} FP={test['fp']} FN={test['fn']} "
-              f"TN={test['tn']}, {test['n_tomograms']} tomograms)")
+        print(f"test split F2:          {describe_test_score(test)}")
     print(f"wall time: {result['seconds'] / 60:.1f} min")
     for warning in oof.get("warnings", []):
         print(f"WARNING: {warning}")

@@ -73,6 +73,17 @@ def test_keys_of_older_kits_move_with_a_warning():
     assert cfg.model.imgsz == 320
 
 
+def test_an_older_kits_target_spacing_names_its_grid_policy():
+    """Before `preprocess.grid`, a target spacing meant resampling and null the native grid: old runs keep theirs."""
+    base = KitConfig().override({"preprocess": {"grid": "size"}})
+    assert base.override({"preprocess": {"target_spacing": None}}).preprocess.grid == "native"
+    old = base.override({"preprocess": {"target_spacing": 16.0}}).preprocess
+    assert (old.grid, old.target_spacing) == ("spacing", 16.0)
+    assert base.override({"preprocess": {"target_spacing": 20.0, "grid": "size"}}).preprocess.grid == "size"
+    with pytest.raises(ConfigError, match="preprocess.grid: must be one of"):
+        base.override({"preprocess": {"grid": "fixed"}}, "f.yaml")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("cfg_cli")

@@ -141,6 +141,13 @@ def test_tiff_pages_are_the_normalised_slices_in_order(data, export):
     assert reflected  # some stacks reach past the first or last slice
 
 
+def test_stacks_are_stored_uncompressed_so_the_disk_they_take_is_known(export):
+    """Five raw pages plus TIFF headers: what bench/rehearse.py projects the real train set's store from."""
+    for _, _, _, image, _ in stacks(export):
+        pages = np.stack(cv2.imreadmulti(str(image), flags=cv2.IMREAD_UNCHANGED)[1])
+        assert pages.nbytes <= image.stat().st_size <= pages.nbytes + 5 * 512
+
+
 def test_negatives_are_empty_and_far_from_motors(data, export):
     negatives = [(t, c) for _, t, c, _, rows in stacks(export) if not len(rows)]
     assert any(data.records[t].motors for t, _ in negatives)  # also from tomograms with motors
@@ -202,7 +209,7 @@ def test_imgsz_resizes_images_but_not_labels(data, export, tmp_path):
 
 def test_resampled_export_maps_back_to_the_truth(data, tmp_path):
     cfg = kit_config()
-    cfg.preprocess.target_spacing = 150.0
+    cfg.preprocess.grid, cfg.preprocess.target_spacing = "spacing", 150.0
     export_fold(data.root, tmp_path, 0, cfg, data.folds, progress=False)
     widths = []
     for _, tomo_id, centre, image, rows in stacks(tmp_path):

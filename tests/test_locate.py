@@ -67,9 +67,10 @@ def planted_volume() -> np.ndarray:
     return volume
 
 
-def config(target_spacing: float | None) -> KitConfig:
+def config(**grid) -> KitConfig:
+    """The cpu preset with an identity contrast window and the grid policy `grid` (PreprocessConfig keys)."""
     cfg = KitConfig.preset("cpu")
-    cfg.preprocess = PreprocessConfig(clip_low=0.0, clip_high=100.0, target_spacing=target_spacing, stack_stride=STRIDE)
+    cfg.preprocess = PreprocessConfig(clip_low=0.0, clip_high=100.0, stack_stride=STRIDE, **grid)
     cfg.infer.batch = 8
     return cfg
 
@@ -89,10 +90,21 @@ def test_detections_to_points_inverts_the_view(view):
     np.testing.assert_array_equal(points[:, 3], 0.7)
 
 
-@pytest.mark.parametrize("spacing, target", [(15.0, None), (15.0, 10.0), (10.0, 16.0)], ids=["native", "up", "down"])
+GRIDS = {  # (voxel spacing, grid policy): every policy, shrinking and enlarging, and a test tomogram's unknown spacing
+    "native": (15.0, {}),
+    "spacing-up": (15.0, {"grid": "spacing", "target_spacing": 10.0}),
+    "spacing-down": (10.0, {"grid": "spacing", "target_spacing": 16.0}),
+    "spacing-assumed": (None, {"grid": "spacing", "target_spacing": 16.0, "assumed_spacing": 10.0}),
+    "size-down": (15.0, {"grid": "size", "resize_to": 29}),
+    "size-up": (None, {"grid": "size", "resize_to": 66}),
+}
+
+
+@pytest.mark.parametrize("spacing, grid", GRIDS.values(), ids=GRIDS)
 @pytest.mark.parametrize("view", ALL, ids=str)
-def test_planted_motor_round_trip(view, spacing, target):
-    located = locate_motor(planted_volume(), [BlobDetector()], config(target), [view], voxel_spacing=spacing,
+def test_planted_motor_round_trip(view, spacing, grid):
+    """The motor found on the policy's grid maps back onto the original voxels."""
+    located = locate_motor(planted_volume(), [BlobDetector()], config(**grid), [view], voxel_spacing=spacing,
                            slice_step=2)
     best = located.best
     assert best is not None and best.n_members >= 3
@@ -100,7 +112,7 @@ def test_planted_motor_round_trip(view, spacing, target):
 
 
 def test_all_views_fused_and_ensemble():
-    cfg = config(10.0)
+    cfg = config(grid="spacing", target_spacing=10.0)
     located = locate_motor(planted_volume(), [BlobDetector(), BlobDetector()], cfg, ALL, voxel_spacing=15.0,
                            slice_step=3)
     assert located.n_views == 2 * len(ALL)

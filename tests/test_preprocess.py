@@ -80,10 +80,14 @@ def test_contrast_rejects_non_uint8(volume):
 
 
 def test_resample_factor_policy():
-    assert resample_factor(13.1, PreprocessConfig()) == 1.0
-    cfg = PreprocessConfig(target_spacing=16.0, assumed_spacing=13.1)
-    assert resample_factor(19.7, cfg) == pytest.approx(19.7 / 16.0)
-    assert resample_factor(None, cfg) == pytest.approx(13.1 / 16.0)
+    shape = (300, 960, 1440)
+    assert resample_factor(shape, 13.1, PreprocessConfig(grid="native", target_spacing=16.0)) == 1.0
+    cfg = PreprocessConfig(grid="spacing", target_spacing=16.0, assumed_spacing=13.1)
+    assert resample_factor(shape, 19.7, cfg) == pytest.approx(19.7 / 16.0)
+    assert resample_factor(shape, None, cfg) == pytest.approx(13.1 / 16.0)
+    size = PreprocessConfig(grid="size", resize_to=640)
+    assert resample_factor(shape, 19.7, size) == resample_factor(shape, None, size) == pytest.approx(640 / 1440)
+    assert resampled_shape(shape, resample_factor(shape, None, size)) == (133, 427, 640)
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.63, 1.0, 1.7])

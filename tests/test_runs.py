@@ -16,12 +16,14 @@ from kitlib.cli import main
 from kitlib.data.submission import read_submission
 from kitlib.data.synth import synthesize
 from kitlib.infer.predictor import Predictor
+from kitlib.model.build import read_checkpoint
+from kitlib.preprocess import grid_policy
 from kitlib.run import RunDir
 
 IMGSZ = 64
 # a partial config: merged onto the cpu preset
 TINY = {
-    "preprocess": {"stack_stride": 2},
+    "preprocess": {"stack_stride": 2, "grid": "size", "resize_to": IMGSZ},
     "model": {"imgsz": IMGSZ, "width": 0.125},
     "train": {"epochs": 1, "time_budget_s": None, "batch": 4, "workers": 0},
     "infer": {"tta": ["identity"], "batch": 16, "conf": 0.01},
@@ -85,6 +87,20 @@ def test_a_run_predicts_at_its_training_size_under_any_preset(at):
         predictor = Predictor.from_run("x", preset=preset, device="cpu")
         assert predictor.cfg.infer.imgsz is None and {d.imgsz for d in predictor.detectors} == {IMGSZ}, preset
     assert f"{[IMGSZ]} px" in Predictor.from_run("x", preset="default", device="cpu").describe()
+
+
+def test_a_run_predicts_on_its_training_grid_under_any_preset(at):
+    """The checkpoints record the grid policy they were trained on; prediction applies it whatever the preset, and an
+    explicit --set of a grid key wins, with a warning."""
+    trained = {"grid": "size", "target_spacing": 64.0, "resize_to": IMGSZ}
+    run = RunDir(at / "runs" / "x")
+    assert all(read_checkpoint(c)["kit_meta"]["grid"] == trained for c in run.fold_checkpoints().values())
+    for preset in (None, "cpu", "default"):
+        assert grid_policy(Predictor.from_run("x", preset=preset, device="cpu").cfg.preprocess) == trained, preset
+    assert f"resized to {IMGSZ} px" in Predictor.from_run("x", preset="default", device="cpu").describe()
+    with pytest.warns(UserWarning, match="not the .* the models were trained on"):
+        asked = Predictor.from_run("x", overrides={"preprocess": {"grid": "native"}}, device="cpu")
+    assert asked.cfg.preprocess.grid == "native"
 
 
 def test_rerunning_an_existing_run_name_refuses_and_loses_nothing(at, capsys):

@@ -39,7 +39,7 @@ from kitlib.data.errors import DataError
 from kitlib.data.labels import TomoRecord, load_labels
 from kitlib.data.layout import CompetitionData
 from kitlib.data.tomogram import iter_tomograms
-from kitlib.preprocess import model_grid, resample_factor, resampled_shape, stack_indices
+from kitlib.preprocess import grid_policy, model_grid, resample_factor, resampled_shape, stack_indices
 from kitlib.preprocess.resample import to_resampled
 from kitlib.preprocess.zcode import encode_dz, z_span_for
 
@@ -123,7 +123,7 @@ def plan_fold(records: list[TomoRecord], folds: dict[str, int], fold: int, cfg: 
 def plan_tomogram(rec: TomoRecord, cfg: KitConfig, split: str = "") -> TomoPlan:
     """One tomogram's stack centres before any fold's negative cap (they depend on the seed and tomo_id only)."""
     pre, exp = cfg.preprocess, cfg.export
-    grid = resampled_shape(rec.shape, resample_factor(rec.voxel_spacing, pre))
+    grid = resampled_shape(rec.shape, resample_factor(rec.shape, rec.voxel_spacing, pre))
     motors = to_resampled(np.asarray(rec.motors, np.float64).reshape(-1, 3), rec.shape, grid)
     rng = _rng(cfg.train.seed, rec.tomo_id)
     z_window = exp.z_window if rec.z_window is None else rec.z_window
@@ -154,7 +154,7 @@ def _box_side(rec: TomoRecord, cfg: KitConfig) -> float:
     """Box side in export-grid voxels: `box_px`, else `box_angstrom` over the grid's spacing."""
     if cfg.export.box_px is not None:
         return float(cfg.export.box_px)
-    return cfg.export.box_angstrom * resample_factor(rec.voxel_spacing, cfg.preprocess) / rec.voxel_spacing
+    return cfg.export.box_angstrom * resample_factor(rec.shape, rec.voxel_spacing, cfg.preprocess) / rec.voxel_spacing
 
 
 def _resize_pages(pages: np.ndarray, imgsz: int | None) -> list[np.ndarray]:
@@ -181,6 +181,12 @@ def crop_origin(
     return origin[0], origin[1]
 
 
+# Stacks are stored uncompressed: their size is known before any is written (the real train set: 7.4 GB for every
+# fold together), and they decode ~4x faster than cv2's default LZW, which makes noisy slices larger, not smaller
+# (bench/results/rehearse.md measures the formats).
+_TIFF_PARAMS = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+
+
 def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig) -> None:
     stride, crop = cfg.preprocess.stack_stride, cfg.export.crop
     z_span = z_span_for(stride)
@@ -198,7 +204,7 @@ def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig)
             pages = pages[:, y0 : y0 + crop, x0 : x0 + crop]
             motors = motors - np.array([0.0, y0, x0])
         image = out / "images" / f"{stem}.tif"
-        if not cv2.imwritemulti(str(image), _resize_pages(pages, None if crop else cfg.model.imgsz)):
+        if not cv2.imwritemulti(str(image), _resize_pages(pages, None if crop else cfg.model.imgsz), _TIFF_PARAMS):
             raise OSError(f"{image}: cannot write TIFF")
         lines = label_lines(motors, centre, pages.shape[1:], box, z_span)  # none for negatives: motors are far
         (out / "labels" / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
@@ -245,7 +251,7 @@ def _fingerprint(cfg: KitConfig, records: list[TomoRecord]) -> str:
     import hashlib
 
     key = {"preprocess": dataclasses.asdict(cfg.preprocess), "export": dataclasses.asdict(cfg.export),
-           "imgsz": cfg.model.imgsz, "seed": cfg.train.seed,
+           "imgsz": cfg.model.imgsz, "seed": cfg.train.seed, "tiff": _TIFF_PARAMS,
            "records": sorted((r.tomo_id, list(r.shape), r.voxel_spacing, r.motors, r.n_motors_stated, str(r.folder),
                               r.z_window, r.negatives) for r in records)}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -318,7 +324,7 @@ def export_fold(
         "flip_idx": [0],
         "stack_stride": cfg.preprocess.stack_stride,
         "z_span": z_span_for(cfg.preprocess.stack_stride),
-        "target_spacing": cfg.preprocess.target_spacing,
+        "grid": grid_policy(cfg.preprocess),
         "imgsz": None if cfg.export.crop else cfg.model.imgsz,
         "crop": cfg.export.crop,
         "fold": fold,

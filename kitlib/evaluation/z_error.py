@@ -4,7 +4,7 @@ For every held-out tomogram with motors (scored by its fold's own model), stacks
 preprocessing at every centre slice within +-z_span of each true motor. The most confident detection within the hit
 radius of that motor in (y, x) is matched; its z estimate ``centre + dz`` (the z-head) and the centre slice alone (the
 baseline) are compared with the true z. Errors are in slices of the inference grid (the original grid unless
-`target_spacing` resamples). The z-head passes when its median error is below ``stride / 2``.
+`preprocess.grid` resamples). The z-head passes when its median error is below ``stride / 2``.
 
 Writes `runs/<run>/z_error.json` and `z_error.png`.
 """

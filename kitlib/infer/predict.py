@@ -108,7 +108,7 @@ def _plan(
 ) -> Plan:
     """The plan for `volume`, the `done`-th tomogram of a split begun at `started` (`time.perf_counter()`), probed
     first when the planner has learnt nothing yet."""
-    depth = resampled_shape(volume.shape, resample_factor(spacing, cfg.preprocess))[0]  # the grid the model sees
+    depth = resampled_shape(volume.shape, resample_factor(volume.shape, spacing, cfg.preprocess))[0]  # the grid the model sees
     if planner.wants_probe():
         _probe(planner, volume, depth, detectors, cfg, views[0], spacing)
     return planner.plan(time.perf_counter() - started, done, depth)

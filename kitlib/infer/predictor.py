@@ -9,6 +9,7 @@ file. Nobody's config is changed: overrides give the predictor its own copy.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -17,12 +18,13 @@ from typing import Any
 
 import polars as pl
 
-from kitlib.config import ConfigError, KitConfig
+from kitlib.config import ConfigError, KitConfig, PreprocessConfig
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData
 from kitlib.data.submission import write_submission
 from kitlib.infer.predict import CANDIDATE_SCHEMA, candidates_to_submission, predict_tomograms
 from kitlib.infer.tta import View, parse_views
+from kitlib.preprocess import grid_policy
 from kitlib.presence import PresenceRule
 from kitlib.run import RunDir, open_run
 
@@ -32,7 +34,9 @@ AUTO_DEVICE = "auto"  # the first CUDA GPU when there is one, else the CPU
 class Predictor:
     """Predicts splits with a fold ensemble. Build with `Predictor.from_run`."""
 
-    def __init__(self, cfg: KitConfig, checkpoints: Sequence[Path], rule: PresenceRule | None, source: str):
+    def __init__(self, cfg: KitConfig, checkpoints: Sequence[Path], rule: PresenceRule | None, source: str,
+                 models_grid: bool = True):
+        """`models_grid`: predict on the grid policy the checkpoints were trained with, whatever `cfg` says."""
         self.source = source
         self.checkpoints = [Path(c) for c in checkpoints]
         if not self.checkpoints:
@@ -48,6 +52,7 @@ class Predictor:
             raise ConfigError(f"{source}: infer.tta: {e}") from e
         self.rule = rule
         self.detectors = self._load_detectors()
+        self.cfg = self._grid_config(models_grid)
 
     @classmethod
     def from_run(
@@ -89,7 +94,8 @@ class Predictor:
             changes.setdefault("infer", {})["tta"] = list(tta)
         cfg = cfg.override(changes, "--set" if overrides else where)
         rule = _resolve_rule(presence, run, need_rule)
-        return cls(cfg, checkpoints, rule, where)
+        explicit_grid = bool(set(changes.get("preprocess", {})) & set(grid_policy(cfg.preprocess)))
+        return cls(cfg, checkpoints, rule, where, models_grid=not explicit_grid)
 
     def _load_detectors(self) -> list:
         from kitlib.model import ZDetector
@@ -109,6 +115,24 @@ class Predictor:
                             f"ensemble models of one run only")
         return detectors
 
+    def _grid_config(self, models_grid: bool) -> KitConfig:
+        """The config with the checkpoints' grid policy (their `kit_meta["grid"]`; older ones record none) unless
+        `models_grid` is False: a model predicts on the grid it was trained on, not on a preset's."""
+        grids = {json.dumps(d.meta["grid"], sort_keys=True): d.path for d in self.detectors if "grid" in d.meta}
+        if len(grids) > 1:
+            raise DataError(f"{self.source}: the checkpoints disagree on the grid policy "
+                            f"{ {str(path): json.loads(g) for g, path in grids.items()} }: ensemble models of one run only")
+        if not grids:
+            return self.cfg
+        trained, asked = json.loads(next(iter(grids))), grid_policy(self.cfg.preprocess)
+        if trained == asked:
+            return self.cfg
+        if not models_grid:
+            warnings.warn(f"{self.source}: predicting on grid {asked}, not the {trained} the models were trained on "
+                          f"(--set preprocess.*)", stacklevel=3)
+            return self.cfg
+        return self.cfg.override({"preprocess": trained}, f"{self.source} (the models' grid policy)")
+
     def describe(self) -> str:
         """One line for logs: what predicts, how."""
         icfg = self.cfg.infer
@@ -116,7 +140,8 @@ class Predictor:
         imgsz = icfg.imgsz or sorted({d.imgsz for d in self.detectors})
         names = [c.parent.parent.name if c.parent.name == "weights" else c.name for c in self.checkpoints]
         return (f"{len(self.detectors)} model(s) {names} from {self.source}: {rule}, "
-                f"device {','.join(self.devices)}, {imgsz} px, TTA {[v.name for v in self.views]}, "
+                f"device {','.join(self.devices)}, grid {_describe_grid(self.cfg.preprocess)}, {imgsz} px, "
+                f"TTA {[v.name for v in self.views]}, "
                 f"slice step {icfg.slice_step}")
 
     def predict_tomograms(
@@ -200,7 +225,7 @@ def _predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: s
     from kitlib import runtime
 
     runtime.prepare()
-    predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}")
+    predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}", models_grid=False)
     budget_s = None if deadline is None else deadline - time.time()
     return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False)
 
@@ -278,6 +303,12 @@ def assumed_spacing(data: CompetitionData, default: float) -> float:
                       stacklevel=2)
         return default
     return float(spacing.mode().sort()[0]) if len(spacing) else default
+
+
+def _describe_grid(pre: PreprocessConfig) -> str:
+    if pre.grid == "spacing":
+        return f"resampled to {pre.target_spacing:g} A"
+    return f"resized to {pre.resize_to} px (longest in-plane edge)" if pre.grid == "size" else "native"
 
 
 def _resolve_config(config: KitConfig | str | Path | None, preset: str | None, run: RunDir | None) -> KitConfig:

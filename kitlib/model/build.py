@@ -51,10 +51,11 @@ def model_cfg(scale: str, width: float | None = None) -> str | dict:
 
 
 def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, fold: int | None = None,
-                  held_out: list[str] | None = None, sources: dict[str, int] | None = None) -> dict[str, Any]:
+                  held_out: list[str] | None = None, sources: dict[str, int] | None = None,
+                  grid: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata every kit checkpoint carries (DEVELOPERS.md, training-export contract); `fold` and `held_out`
-    (the tomo_ids it never trained on) when it is a fold model, and the extra sources it trained on (name ->
-    tomograms)."""
+    (the tomo_ids it never trained on) when it is a fold model, the extra sources it trained on (name ->
+    tomograms) and the grid policy of its stacks (`kitlib.preprocess.grid_policy`)."""
     meta = {
         "stack_stride": int(stack_stride),
         "z_span": float(z_span) if float(z_span) != int(z_span) else int(z_span),
@@ -66,6 +67,8 @@ def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, f
         meta["fold"], meta["held_out"] = int(fold), sorted(held_out or [])
     if sources:
         meta["sources"] = dict(sources)
+    if grid:
+        meta["grid"] = dict(grid)
     return meta
 
 

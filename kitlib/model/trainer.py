@@ -6,7 +6,7 @@ and carries each box's point (whose third value is zenc) through mosaic, affine,
 detection trainer it:
 - builds `ZModel` (5-channel YOLOv8 + z-head, criterion `ZLoss`; loss names box/cls/dfl/z_loss);
 - validates with `ZValidator` (mAP + median |dz| of matched detections);
-- stores ``kit_meta`` (stack_stride, z_span, channels, imgsz, kit version) on the model and as a checkpoint key;
+- stores ``kit_meta`` (stack_stride, z_span, channels, imgsz, grid policy, kit version) on the model and as a checkpoint key;
 - replaces ultralytics' AMP check (which downloads yolo26n.pt on CUDA) by a local one;
 - launches multi-GPU DDP through ultralytics' own launcher, or a kit launcher with the same script shape when
   cloudpickle (which ultralytics' launcher needs) is not installed;
@@ -136,7 +136,7 @@ class ZTrainer(DetectionTrainer):
     def kit_meta(self) -> dict[str, Any]:
         d = self.data
         return make_kit_meta(d["stack_stride"], d["z_span"], d.get("channels", 3), self.args.imgsz, d.get("fold"),
-                             d.get("held_out"), d.get("sources"))
+                             d.get("held_out"), d.get("sources"), d.get("grid"))
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> ZModel:
         model = self.set_model_names_for_load(

@@ -1,8 +1,9 @@
-"""Pure numpy preprocessing: percentile contrast, optional resampling, 5-channel slice stacks, the z encoding."""
+"""Pure numpy preprocessing: percentile contrast, the spacing policy's resampling, 5-channel slice stacks, the z encoding."""
 
 from kitlib.preprocess.contrast import apply_window, normalize_tomogram, percentile_window
 from kitlib.preprocess.grid import model_grid, stack_batches
 from kitlib.preprocess.resample import (
+    grid_policy,
     resample_factor,
     resample_volume,
     resampled_shape,
@@ -13,6 +14,7 @@ from kitlib.preprocess.stacks import make_stack, make_stacks, reflect_index, sta
 
 __all__ = [
     "apply_window",
+    "grid_policy",
     "make_stack",
     "make_stacks",
     "model_grid",

@@ -17,7 +17,7 @@ def model_grid(volume: np.ndarray, voxel_spacing: float | None, cfg: PreprocessC
     """(grid, factor): `volume` contrast-normalised in place (a copy would double peak memory; the raw values are
     not needed afterwards) and resampled by the spacing policy; `factor` maps native voxels onto the grid."""
     normalize_tomogram(volume, cfg, out=volume)
-    factor = resample_factor(voxel_spacing, cfg)
+    factor = resample_factor(volume.shape, voxel_spacing, cfg)
     return resample_volume(volume, factor), factor
 
 

@@ -1,4 +1,4 @@
-"""Optional resampling to a common voxel spacing, with exact coordinate maps between the two grids.
+"""The spacing policy: resampling to a common voxel spacing or size, with exact coordinate maps between the two grids.
 
 Convention (OpenCV's, for every axis): voxel i covers [i, i + 1) and its centre is i + 0.5, so a resize from n to m
 voxels maps a coordinate as ``x_dst = (x_src + 0.5) * m / n - 0.5``. The maps use the integer shapes, not the
@@ -15,17 +15,23 @@ from kitlib.config import PreprocessConfig
 _Z_BLOCK = 32768  # columns per cv2.resize call in the z pass (cache-friendly, far from cv2's size limits)
 
 
-def resample_factor(voxel_spacing: float | None, cfg: PreprocessConfig) -> float:
-    """Scale from the native grid to the target one: 1.0 without a target, else spacing / target.
-
-    An unknown spacing (the test set) is taken as `cfg.assumed_spacing`. A factor below 1 shrinks the volume.
-    """
-    if cfg.target_spacing is None:
+def resample_factor(shape: tuple[int, ...], voxel_spacing: float | None, cfg: PreprocessConfig) -> float:
+    """Scale from a tomogram's native grid (`shape`, (z, y, x)) to the grid the model sees, by `cfg.grid`: 1.0 for
+    "native", spacing / `target_spacing` for "spacing" (an unknown spacing, the test set's, taken as
+    `cfg.assumed_spacing`), `resize_to` / the longest in-plane edge for "size". Below 1 shrinks the volume."""
+    if cfg.grid == "size":
+        return float(cfg.resize_to) / float(max(shape[-2:]))
+    if cfg.grid != "spacing":
         return 1.0
     spacing = cfg.assumed_spacing if voxel_spacing is None else voxel_spacing
     if spacing <= 0 or cfg.target_spacing <= 0:
         raise ValueError(f"voxel spacings must be positive, got {spacing} and {cfg.target_spacing}")
     return float(spacing) / float(cfg.target_spacing)
+
+
+def grid_policy(cfg: PreprocessConfig) -> dict:
+    """The settings that decide the model's grid, as a checkpoint records them (prediction re-applies them)."""
+    return {"grid": cfg.grid, "target_spacing": cfg.target_spacing, "resize_to": cfg.resize_to}
 
 
 def resampled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from kitlib.data.synth.stats import REAL_LABEL_STATS
 SIZES = {
     "tiny": Binning(8, crop=(32, 96, 96)),  # unit tests
     "small": Binning(4),  # the CPU demo
+    "fine": Binning(2),  # twice as fine as the demo's (26-39 A mostly): a spacing shift for the spacing comparison
     "real": Binning(1, test_shape=REPORTED_TEST_SHAPE),  # train: the label file's shapes and spacings
 }
 JPEG_QUALITY = 90
@@ -58,8 +59,9 @@ def synthesize(
 
     The same arguments give byte-identical files. Test tomograms hold 0 or 1 motor; train ones may hold several.
     Shapes and spacings are drawn from the real label file's (`REAL_LABEL_STATS`), binned by `size`: `tiny` (unit
-    tests), `small` (bin 4, the demo) or `real` (the native grid, 6.5-19.7 A; test tomograms at the reported test
-    mean `REPORTED_TEST_SHAPE`). A test spacing is written only into test_solution.csv (for scoring), as on Kaggle.
+    tests), `small` (bin 4, the demo), `fine` (bin 2) or `real` (the native grid, 6.5-19.7 A; test tomograms at the
+    reported test mean `REPORTED_TEST_SHAPE`). A test spacing is written only into test_solution.csv (for scoring),
+    as on Kaggle.
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose one of {sorted(SIZES)}")

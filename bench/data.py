@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kitlib.data.layout import CompetitionData
 
-# The first six test tomograms of this seed are all 300x960x928, the most common real shape.
+# `real`-size test tomograms are 400x1400x1050, the reported mean test shape (`REPORTED_TEST_SHAPE`).
 SEED = 91
 
 

@@ -37,7 +37,7 @@ class Data:
 def kit_config(imgsz: int = 640, **export) -> KitConfig:
     """Export settings for the tiny tomograms; `imgsz` is the model's (slices larger than it are shrunk to it)."""
     export = {"z_window": 2, "positives_per_motor": 3, "negatives_per_tomo": 2, "neg_ratio": 2.0, **export}
-    return KitConfig(preprocess=PreprocessConfig(stack_stride=STRIDE), export=ExportConfig(**export),
+    return KitConfig(preprocess=PreprocessConfig(grid="native", stack_stride=STRIDE), export=ExportConfig(**export),
                      model=ModelConfig(imgsz=imgsz))
 
 

@@ -91,7 +91,7 @@ def test_detections_to_points_inverts_the_view(view):
 
 
 GRIDS = {  # (voxel spacing, grid policy): every policy, shrinking and enlarging, and a test tomogram's unknown spacing
-    "native": (15.0, {}),
+    "native": (15.0, {"grid": "native"}),
     "spacing-up": (15.0, {"grid": "spacing", "target_spacing": 10.0}),
     "spacing-down": (10.0, {"grid": "spacing", "target_spacing": 16.0}),
     "spacing-assumed": (None, {"grid": "spacing", "target_spacing": 16.0, "assumed_spacing": 10.0}),

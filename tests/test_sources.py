@@ -140,7 +140,8 @@ def test_an_extra_source_changes_training_sets_only(work):
 
 
 def test_a_source_not_trusted_for_negatives_gives_no_negative_stacks(work, tmp_path):
-    cfg = KitConfig.preset("cpu").override(TINY, "tiny")
+    # the native grid, so that stack centres are the labels' own slices
+    cfg = KitConfig.preset("cpu").override(TINY, "tiny").override({"preprocess": {"grid": "native"}})
     data = CompetitionData(work / "comp")
     labels = load_training_labels(data, DataConfig(extra=(f"{work / 'ext'}:z_window=0:negatives=false",)))
     folds = {r.tomo_id: i % 2 for i, r in enumerate(labels.records)}

@@ -346,8 +346,8 @@ def assumptions(cfg: KitConfig, m: dict, stacks: dict, gpu_stack: float, loader_
         f"folds; {FULL_JOB['test_tomograms']} test tomograms of {'x'.join(map(str, FULL_JOB['test_shape']))}, "
         f"{cfg.tune.n_folds} folds x {len(i.tta)} view(s), slice step {i.slice_step}",
         "disk: measured bytes per stack of the real-size synthetic export x the stacks planned; one store serves "
-        "every fold of a run (export/stacks, folds are hard links); GB = 1e9 bytes; synthetic noise may compress "
-        "unlike real tomograms",
+        "every fold of a run (export/stacks, folds are hard links); GB = 1e9 bytes; the stacks are stored "
+        "uncompressed, so their size does not depend on what the tomograms hold (the compressed formats' would)",
         f"GPU throughput (assumed, TFLOP/s effective): {GPU_TFLOPS}; training = {TRAIN_FLOPS_PER_FORWARD:g}x the "
         f"forward's GFLOPs per stack ({gpu_stack * 1e3:.1f} ms on a T4)",
         f"training data loader: ultralytics' augmentation measured here ({m['augment_sec_per_sample'] * 1e3:.1f} ms "

@@ -23,6 +23,8 @@ EXTRA    ?=#  extra training sources, comma-separated folders (DIR:z_window=N:ne
 LABELS_OVERRIDE ?=#  labels_override.csv from make review, applied to training and scoring labels
 TENSORBOARD ?=#  1: log training to TensorBoard in runs/<run>/fold<k>/ (view: tensorboard --logdir runs/<run>)
 NOTEBOOK ?=#  1: KERNEL's notebook form (.ipynb made from the script's # %% cells): push-kernel, kernel-status, submit
+STYLES   ?=#  synth: comma-separated appearance styles clean,ctf,dose,thick (default: all)
+HOLD_OUT ?= ctf#  generalize: the style(s) held out of training, space-separated, one run each
 
 CONFIG_ARGS = $(if $(PRESET),--preset $(PRESET)) $(if $(CONFIG),--config $(CONFIG)) $(foreach s,$(SET),--set $(s)) \
               $(if $(DEVICE),--device $(DEVICE)) $(if $(TENSORBOARD),--set train.tensorboard=true)
@@ -32,7 +34,7 @@ LABEL_ARGS  = $(if $(EXTRA),--extra $(EXTRA)) $(if $(LABELS_OVERRIDE),--labels-o
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test demo synth download local-score import-folds predict z-error bundle push-dataset push-kernel \
-        review kernel-status kernel-output submit submissions runs dry-run bench rehearse spacing gpu-check clean
+        review kernel-status kernel-output submit submissions runs dry-run bench rehearse spacing generalize gpu-check clean
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -52,14 +54,15 @@ setup: $(STAMP) ## create .venv and install the kit with its pinned dependencies
 test: setup ## run the test suite (CPU, tiny fixtures)
 	$(PY) -m pytest -q
 
-synth: setup ## write a synthetic competition dataset to data/synth (SIZE=small N_TRAIN=24 N_TEST=8)
-	$(KIT) synth --out data/synth --size $${SIZE:-small} --n-train $${N_TRAIN:-24} --n-test $${N_TEST:-8} --preview
+synth: setup ## write a synthetic competition dataset to data/synth (SIZE=small N_TRAIN=24 N_TEST=8 STYLES=all)
+	$(KIT) synth --out data/synth --size $${SIZE:-small} --n-train $${N_TRAIN:-24} --n-test $${N_TEST:-8} --preview \
+	  $(if $(STYLES),--styles $(STYLES))
 
 download: setup ## download the competition data into data/<competition>/ (skipped when there; needs kaggle.json)
 	$(KIT) download
 
-clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo, data/bench, data/rehearse, data/spacing); keeps your runs
-	rm -rf build data/demo data/bench data/rehearse data/spacing runs/*/export
+clean: ## remove what the kit rebuilds (build/, runs/*/export/ caches, data/demo, data/bench, data/rehearse, data/spacing, data/generalize); keeps your runs
+	rm -rf build data/demo data/bench data/rehearse data/spacing data/generalize runs/*/export
 
 demo: setup ## the main job: synthesise data (or DATA=dir), local-score on CPU, predict test, score it
 	$(KIT) demo $(DATA_ARGS) $(RUN_ARGS) $(CONFIG_ARGS)
@@ -114,6 +117,9 @@ rehearse: setup ## default preset end to end at real size on CPU + full-job proj
 
 spacing: setup ## the spacing policies (native / spacing / size) trained on the demo data, scored on hidden-spacing test sets -> bench/results/spacing.{json,md}
 	$(PY) -m bench.spacing
+
+generalize: setup ## train the demo on all appearance styles but one (HOLD_OUT), score seen vs held-out style -> bench/results/generalize.{json,md}
+	$(PY) -m bench.generalize --hold-out $(HOLD_OUT)
 
 gpu-check: ## on a GPU machine: CUDA fp16 bench, short training, inference on every GPU -> bench/results/gpu_check.*
 	bash bench/gpu_check.sh

@@ -14,8 +14,14 @@ from kitlib.version import package_version
 
 def _synth(args: argparse.Namespace) -> int:
     from kitlib.data.synth import synthesize
+    from kitlib.data.synth.style import check_styles
 
-    result = synthesize(args.out, args.n_train, args.n_test, size=args.size, seed=args.seed, preview=args.preview)
+    try:
+        styles = check_styles(args.styles.split(",")) if args.styles else None
+    except ValueError as e:
+        raise DataError(f"--styles: {e}") from None
+    result = synthesize(args.out, args.n_train, args.n_test, size=args.size, seed=args.seed, styles=styles,
+                        preview=args.preview)
     print(f"wrote {result.out}")
     return 0
 
@@ -321,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tomogram sizes: tiny (tests), small (bin 4, the demo), fine (bin 2), real (the label file's shapes and "
                         "spacings, test tomograms 400x1400x1050)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--styles", default=None,
+                   help="comma-separated appearance styles to draw from (clean, ctf, dose, thick; default: all; "
+                        "kitlib/data/synth/style.py)")
     p.add_argument("--preview", action="store_true", help="also save PNGs of a slice through each motor")
     p.set_defaults(func=_synth)
 

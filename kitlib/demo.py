@@ -61,10 +61,10 @@ def run_demo(
 def ensure_demo_data(root: Path, synth: dict = DEMO_SYNTH) -> None:
     """Synthesise the `synth` dataset (default: the demo's) into `root` unless it already holds exactly that one (a
     rerun reuses it; an older kit's data, written with other settings, is replaced)."""
-    from kitlib.data.synth import MARKER, synthesize
+    from kitlib.data.synth import MARKER, synth_params, synthesize
 
     marker = root / MARKER
-    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == synth:
+    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == synth_params(**synth):
         return
     print(f"synthesising a {synth['size']} competition-format dataset in {root} ...")
     synthesize(root, **synth, preview=True)

@@ -78,7 +78,7 @@ def review_run(tmp_path):
     negatives (one without a candidate, one below the rule) and a far true positive."""
     data = synthesize(tmp_path / "data", 6, 0, size="tiny", progress=False).out
     labels = {r.tomo_id: r for r in load_labels(data / "train_labels.csv")}
-    assert labels["tomo_1646c2"].motors == [(19.0, 35.0, 7.0)] and labels["tomo_70ae96"].motors == [(23.0, 43.0, 75.0)]
+    assert labels["tomo_1646c2"].motors == [(17.0, 48.0, 33.0)] and labels["tomo_70ae96"].motors == [(8.0, 42.0, 73.0)]
     assert not labels["tomo_6e808e"].motors and not labels["tomo_17fba3"].motors
     assert len(labels["tomo_6307a4"].motors) == 4
     run = RunDir(tmp_path / "runs" / "r1")
@@ -86,11 +86,11 @@ def review_run(tmp_path):
     far = 5.7 * labels["tomo_70ae96"].voxel_spacing  # 597 A: beyond half the hit radius
     oof_frame([
         ("tomo_6e808e", (16.0, 48.26, 50.0), 0.9, False, True, None),
-        ("tomo_1646c2", (20.0, 60.0, 40.5), 0.7, False, True, 5620.0),
+        ("tomo_1646c2", (20.0, 60.0, 40.5), 0.7, False, True, 1805.0),
         ("tomo_17fba3", (10.5, 20.0, 30.0), 0.5, False, True, None),
         ("tomo_a718be", (3.0, 90.0, 90.0), 0.05, False, False, None),
-        ("tomo_6307a4", (15.0, 11.5, 76.0), 0.1, True, False, 64.0),
-        ("tomo_70ae96", (23.0, 43.0, 69.3), 0.6, True, True, far),
+        ("tomo_6307a4", (17.0, 29.5, 77.0), 0.1, True, False, 64.0),
+        ("tomo_70ae96", (8.0, 42.0, 67.3), 0.6, True, True, far),
     ]).write_csv(run.oof)
     return data, run
 
@@ -134,8 +134,8 @@ def test_review_page_in_chromium(review_run, tmp_path):
         "tomo_6e808e,add,16,48.3,50,,,",  # FP marked "no motor", then "motor here"
         "tomo_1646c2,add,20,60,40.5,,,",  # FP in a labelled tomogram: "motor here" (a second motor)
         "tomo_17fba3,none,10.5,20,30,,,",  # FP: "no motor"
-        "tomo_1646c2,remove,,,,19,35,7",  # FN without a hit: "no motor"
-        "tomo_70ae96,move,23,43,69.3,23,43,75",  # far TP: "move label here"
+        "tomo_1646c2,remove,,,,17,48,33",  # FN without a hit: "no motor"
+        "tomo_70ae96,move,8,42,67.3,8,42,73",  # far TP: "move label here"
     ]  # tomo_a718be (FP) unmarked and tomo_6307a4 (FN) "motor here": no rows
     outside = []
     with sync_playwright() as p:
@@ -195,7 +195,7 @@ def test_review_page_in_chromium(review_run, tmp_path):
 
     fixed = {r.tomo_id: r for r in apply_overrides(load_labels(data / "train_labels.csv"), read_overrides(csv_path))}
     assert fixed["tomo_6e808e"].motors == [(16.0, 48.3, 50.0)] and fixed["tomo_1646c2"].motors == [(20.0, 60.0, 40.5)]
-    assert fixed["tomo_70ae96"].motors == [(23.0, 43.0, 69.3)] and not fixed["tomo_17fba3"].motors
+    assert fixed["tomo_70ae96"].motors == [(8.0, 42.0, 67.3)] and not fixed["tomo_17fba3"].motors
 
 
 def test_review_out_and_top(review_run):

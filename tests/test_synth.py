@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +15,11 @@ from PIL import Image
 
 from kitlib.data.errors import DataError
 from kitlib.data.labels import COORD_COLUMNS, LABEL_COLUMNS, load_labels, solution_frame
-from kitlib.data.synth import SIZES, synthesize
-from kitlib.data.synth.generate import motor_counts
-from kitlib.data.synth.render import NoiseStream
+from kitlib.data.synth import MARKER, SIZES, STYLE_FILE, STYLES, synthesize
+from kitlib.data.synth.generate import GENERATOR, motor_counts
+from kitlib.data.synth.render import NoiseStream, _low_pass, filter_density, render_slabs
 from kitlib.data.synth.scene import REPORTED_TEST_SHAPE, draw_acquisition, draw_imaging, plan_scene
+from kitlib.data.synth.shapes import Motor
 from kitlib.data.synth.stats import REAL_LABEL_STATS, label_stats
 
 REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "byu_train_labels.csv"
@@ -135,7 +138,7 @@ def test_motor_is_a_visible_structure(dataset):
 
 def test_noise_stream_does_not_depend_on_slab_size():
     """Slab by slab equals all at once, even when the caller overwrites each slab (as the exposure does)."""
-    imaging = draw_imaging(np.random.default_rng(0), bin_factor=1)
+    imaging = draw_imaging(np.random.default_rng(0), bin_factor=1, spacing=15.6)
     whole = NoiseStream(np.random.default_rng(1), 40, 30, imaging).next(12)
     stream, parts = NoiseStream(np.random.default_rng(1), 40, 30, imaging), []
     for _ in range(4):
@@ -181,3 +184,69 @@ def test_real_size_test_tomograms_take_the_reported_test_shape():
         assert all(0 <= c <= s - 1 for c, s in zip(test.motors[0], test.shape))
     small = plan_scene(np.random.default_rng(0), SIZES["small"], n_motors=1, test=True)
     assert small.shape in {SIZES["small"].shape(s) for s in train_shapes}  # only `real` has a test shape
+
+
+def test_styles_are_drawn_from_the_chosen_families_and_recorded(tmp_path):
+    result = synthesize(tmp_path / "d", n_train=3, n_test=2, size="tiny", seed=1, styles=("ctf",), progress=False)
+    frame = pl.read_csv(tmp_path / "d" / STYLE_FILE)
+    assert frame["style"].unique().to_list() == ["ctf"]
+    assert sorted(frame["tomo_id"]) == sorted(result.styles) == sorted(r.tomo_id for r in result.train + result.test)
+    marker = json.loads((tmp_path / "d" / MARKER).read_text())
+    assert (marker["styles"], marker["generator"]) == (["ctf"], GENERATOR)
+    with pytest.raises(ValueError, match="unknown style.*clean, ctf, dose, thick"):
+        synthesize(tmp_path / "e", 1, 0, size="tiny", styles=("glossy",), progress=False)
+
+
+def within(value: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] - 1e-9 <= value <= bounds[1] + 1e-9
+
+
+def test_every_drawn_value_lies_in_its_style_and_the_default_mixes_them_all():
+    """Planned only: each style's imaging and motors stay inside its ranges; without a choice every style occurs."""
+    for name, style in STYLES.items():
+        for seed in range(12):
+            scene = plan_scene(np.random.default_rng(seed), SIZES["small"], 1, styles=(name,))
+            im = scene.imaging
+            assert scene.style == name
+            assert within(im.bandpass, style.bandpass) and within(abs(im.z_drift), style.z_drift)
+            assert within(im.shot_noise, style.shot_noise) and within(im.jpeg_quality, style.jpeg_quality)
+            assert within(im.blur * scene.spacing, style.blur_a)
+            assert within(im.bandpass_sigma * scene.spacing, style.bandpass_a)
+            motors = [s for s in scene.shapes if isinstance(s, Motor)]
+            assert motors and all(within(m.scale, style.motor_scale) and within(m.core, style.motor_core)
+                                  for m in motors)
+            assert all(within(m.stretch, style.wedge_stretch) for m in motors)
+    drawn = {plan_scene(np.random.default_rng(seed), SIZES["tiny"], 0).style for seed in range(40)}
+    assert drawn == set(STYLES)
+
+
+def test_band_pass_fades_large_dense_regions_and_keeps_their_edges():
+    """The CTF-like filter: a large dense square keeps a sharp edge but its interior fades towards the background."""
+    imaging = draw_imaging(np.random.default_rng(0), 1, 15.6, STYLES["ctf"])
+    imaging = dataclasses.replace(imaging, bandpass=0.9, bandpass_sigma=8.0, blur=0.0)
+    slab = np.zeros((1, 96, 96), dtype=np.float32)
+    slab[0, 24:72, 24:72] = 1.0
+    filter_density(slab, imaging)
+    assert slab[0, 48, 48] < 0.2  # the interior lost most of its density
+    assert slab[0, 48, 25] - slab[0, 48, 22] > 0.6  # the edge still steps by most of the original
+
+
+def test_wide_low_pass_on_a_shrunken_copy_matches_the_full_one():
+    import cv2
+
+    image = np.random.default_rng(0).random((240, 200), dtype=np.float32)
+    image[60:180, 50:150] += 2.0
+    full = cv2.GaussianBlur(image, (0, 0), 15.0, borderType=cv2.BORDER_REFLECT)
+    assert np.abs(_low_pass(image, 15.0) - full).max() < 0.05
+
+
+def test_z_drift_moves_the_mean_grey_from_top_to_bottom():
+    scene = plan_scene(np.random.default_rng(2), SIZES["tiny"], 1, styles=("clean",))
+
+    def slice_means(drift: float) -> np.ndarray:
+        drifted = dataclasses.replace(scene, imaging=dataclasses.replace(scene.imaging, z_drift=drift))
+        volume = np.concatenate([slab for _, slab in render_slabs(drifted, np.random.default_rng(3))])
+        return volume.reshape(len(volume), -1).mean(1)
+
+    change = slice_means(30.0) - slice_means(0.0)
+    assert abs(change[-1] - change[0] - 30.0) < 2.0 and abs(change.mean()) < 2.0

@@ -20,6 +20,7 @@ from kitlib.data.labels import COORD_COLUMNS, TomoRecord, records_to_frame, solu
 from kitlib.data.synth.render import render_slabs
 from kitlib.data.synth.scene import REPORTED_TEST_SHAPE, Binning, draw_motor_count, plan_scene
 from kitlib.data.synth.stats import REAL_LABEL_STATS
+from kitlib.data.synth.style import check_styles
 
 SIZES = {
     "tiny": Binning(8, crop=(32, 96, 96)),  # unit tests
@@ -27,8 +28,9 @@ SIZES = {
     "fine": Binning(2),  # twice as fine as the demo's (26-39 A mostly): a spacing shift for the spacing comparison
     "real": Binning(1, test_shape=REPORTED_TEST_SHAPE),  # train: the label file's shapes and spacings
 }
-JPEG_QUALITY = 90
-MARKER = ".synth.json"  # marks a folder this module wrote, so a rerun may replace it
+GENERATOR = 2  # bumped when the same arguments would write different tomograms (a rerun then replaces the data)
+MARKER = ".synth.json"  # marks a folder this module wrote (with its arguments), so a rerun may replace it
+STYLE_FILE = ".synth-styles.csv"  # tomo_id, split, style: which appearance family each tomogram was drawn from
 SPLITS = ("train", "test")
 
 
@@ -39,6 +41,7 @@ class SynthResult:
     out: Path
     train: list[TomoRecord]
     test: list[TomoRecord]
+    styles: dict[str, str] = field(default_factory=dict)  # tomo_id -> style name
     csvs: dict[str, Path] = field(default_factory=dict)  # train_labels, sample_submission, test_solution
     previews: list[Path] = field(default_factory=list)
 
@@ -52,6 +55,7 @@ def synthesize(
     n_test: int,
     size: str = "small",
     seed: int = 0,
+    styles: tuple[str, ...] | None = None,
     preview: bool = False,
     progress: bool = True,
 ) -> SynthResult:
@@ -60,15 +64,17 @@ def synthesize(
     The same arguments give byte-identical files. Test tomograms hold 0 or 1 motor; train ones may hold several.
     Shapes and spacings are drawn from the real label file's (`REAL_LABEL_STATS`), binned by `size`: `tiny` (unit
     tests), `small` (bin 4, the demo), `fine` (bin 2) or `real` (the native grid, 6.5-19.7 A; test tomograms at the
-    reported test mean `REPORTED_TEST_SHAPE`). A test spacing is written only into test_solution.csv (for scoring),
-    as on Kaggle.
+    reported test mean `REPORTED_TEST_SHAPE`). Each tomogram's appearance is drawn from one of `styles` (default:
+    every style in `STYLES`), recorded in `.synth-styles.csv`. A test spacing is written only into
+    test_solution.csv (for scoring), as on Kaggle.
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose one of {sorted(SIZES)}")
     if n_train < 0 or n_test < 0:
         raise ValueError("n_train and n_test must be >= 0")
+    styles = check_styles(styles)
     out = Path(out)
-    prepare_output(out, {"n_train": n_train, "n_test": n_test, "size": size, "seed": seed})
+    prepare_output(out, synth_params(n_train, n_test, size, seed, styles))
     ids = draw_tomo_ids(seed, n_train + n_test)
     jobs = [("train", i, tid) for i, tid in enumerate(ids[:n_train])]
     jobs += [("test", i, tid) for i, tid in enumerate(ids[n_train:])]
@@ -76,12 +82,24 @@ def synthesize(
     result = SynthResult(out=out, train=[], test=[])
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for split, index, tomo_id in tqdm(jobs, desc="synth", unit="tomo", disable=not progress):
-            record = write_tomogram(out / split / tomo_id, SIZES[size], seed, split, index, counts[split][index], pool)
+            record, style = write_tomogram(
+                out / split / tomo_id, SIZES[size], seed, split, index, counts[split][index], pool, styles
+            )
             getattr(result, split).append(record)
+            result.styles[tomo_id] = style
     result.csvs = write_csvs(out, result.train, result.test)
+    pl.DataFrame(
+        [(tid, split, result.styles[tid]) for split, _, tid in jobs], schema=["tomo_id", "split", "style"], orient="row"
+    ).write_csv(out / STYLE_FILE)
     if preview:
         result.previews = write_previews(out, result)
     return result
+
+
+def synth_params(n_train: int, n_test: int, size: str, seed: int, styles: tuple[str, ...] | None = None) -> dict:
+    """What the marker records: the arguments and the generator's version (equal params, equal files)."""
+    return {"n_train": n_train, "n_test": n_test, "size": size, "seed": seed, "styles": list(check_styles(styles)),
+            "generator": GENERATOR}
 
 
 def prepare_output(out: Path, params: dict) -> None:
@@ -109,24 +127,34 @@ def motor_counts(seed: int, split: str, n: int) -> list[int]:
 
 
 def write_tomogram(
-    folder: Path, binning: Binning, seed: int, split: str, index: int, n_motors: int, pool: ThreadPoolExecutor
-) -> TomoRecord:
-    """Plan, render and write one tomogram's slices; the record lists the motors that were placed."""
+    folder: Path,
+    binning: Binning,
+    seed: int,
+    split: str,
+    index: int,
+    n_motors: int,
+    pool: ThreadPoolExecutor,
+    styles: tuple[str, ...],
+) -> tuple[TomoRecord, str]:
+    """Plan, render and write one tomogram's slices; the record lists the motors that were placed, then its style."""
     plan_rng, noise_rng = (np.random.default_rng([seed, SPLITS.index(split), index, k]) for k in (1, 2))
-    scene = plan_scene(plan_rng, binning, n_motors, test=split == "test")
+    scene = plan_scene(plan_rng, binning, n_motors, test=split == "test", styles=styles)
     folder.mkdir(parents=True)
     pending: list[Future] = []
     for z0, slab in render_slabs(scene, noise_rng):
         for f in pending:  # at most one slab waits for the encoders: bounded memory
             f.result()
-        pending = [pool.submit(save_jpeg, image, folder / f"slice_{z0 + k:04d}.jpg") for k, image in enumerate(slab)]
+        pending = [
+            pool.submit(save_jpeg, image, folder / f"slice_{z0 + k:04d}.jpg", scene.imaging.jpeg_quality)
+            for k, image in enumerate(slab)
+        ]
     for f in pending:
         f.result()
-    return TomoRecord(folder.name, scene.shape, scene.spacing, list(scene.motors), len(scene.motors))
+    return TomoRecord(folder.name, scene.shape, scene.spacing, list(scene.motors), len(scene.motors)), scene.style
 
 
-def save_jpeg(image: np.ndarray, path: Path) -> None:
-    Image.fromarray(image).save(path, quality=JPEG_QUALITY)
+def save_jpeg(image: np.ndarray, path: Path, quality: int) -> None:
+    Image.fromarray(image).save(path, quality=quality)
 
 
 def write_csvs(out: Path, train: list[TomoRecord], test: list[TomoRecord]) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Render a planned scene slab by slab into 8-bit slices: density, exposure, correlated noise."""
+"""Render a planned scene slab by slab into 8-bit slices: density (band-passed and blurred as the style says),
+exposure with drift along z, correlated and optionally dose-dependent noise."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ def render_slabs(scene: Scene, noise_rng: np.random.Generator) -> Iterator[tuple
     lighting = lighting_field(scene.imaging, height, width)
     z_lo = np.array([s.lo[0] for s in scene.shapes])
     z_hi = np.array([s.hi[0] for s in scene.shapes])
+    drift = scene.imaging.z_drift * (np.arange(n_z, dtype=np.float32) / max(n_z - 1, 1) - 0.5)
     for z0 in range(0, n_z, depth):
         z1 = min(z0 + depth, n_z)
         density = np.zeros((z1 - z0, height, width), dtype=np.float32)
         for i in np.flatnonzero((z_hi >= z0) & (z_lo <= z1 - 1)):
             add_shape(density, z0, scene.shapes[i])
-        yield z0, expose(density, lighting, noise.next(z1 - z0), scene.imaging)
+        filter_density(density, scene.imaging)
+        yield z0, expose(density, lighting + drift[z0:z1, None, None], noise.next(z1 - z0), scene.imaging)
 
 
 def add_shape(slab: np.ndarray, z0: int, shape: Shape) -> None:
@@ -44,6 +47,28 @@ def add_shape(slab: np.ndarray, z0: int, shape: Shape) -> None:
     region += shape.density(z[:, None, None], y[None, :, None], x[None, None, :])
 
 
+def filter_density(density: np.ndarray, imaging: Imaging) -> None:
+    """In place, slice by slice: blur by the resolution loss, then remove part of the low frequencies (a CTF-like
+    band-pass: large dense regions fade, edges keep their contrast)."""
+    for layer in density:
+        if imaging.blur > 0.3:
+            layer[:] = cv2.GaussianBlur(layer, (0, 0), imaging.blur, borderType=cv2.BORDER_REFLECT)
+        if imaging.bandpass > 0:
+            layer -= imaging.bandpass * _low_pass(layer, imaging.bandpass_sigma)
+
+
+def _low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass; a wide one is computed on a shrunken copy (same result to within a grey level, far
+    cheaper at real size)."""
+    shrink = max(1, int(sigma / 3))
+    if shrink == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = image.shape
+    small = cv2.resize(image, (max(1, w // shrink), max(1, h // shrink)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / shrink, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def lighting_field(imaging: Imaging, height: int, width: int) -> np.ndarray:
     """Mean grey with a gentle linear gradient (uneven ice thickness / illumination)."""
     gy, gx = imaging.gradient
@@ -53,11 +78,14 @@ def lighting_field(imaging: Imaging, height: int, width: int) -> np.ndarray:
 
 
 def expose(density: np.ndarray, lighting: np.ndarray, noise: np.ndarray, imaging: Imaging) -> np.ndarray:
-    """Dense is dark: grey = lighting - gain * density + noise, rounded and clipped to uint8."""
+    """Dense is dark: grey = lighting - gain * density + noise, rounded and clipped to uint8. With shot noise, part
+    of the noise std follows sqrt(signal / mean) (fewer electrons through dense material, relatively noisier)."""
+    signal = lighting - imaging.gain * density
     grey = noise
     grey *= imaging.noise_std
-    grey += lighting
-    grey -= imaging.gain * density
+    if imaging.shot_noise > 0:
+        grey *= (1 - imaging.shot_noise) + imaging.shot_noise * np.sqrt(np.maximum(signal, 1.0) / imaging.mean)
+    grey += signal
     grey += 0.5
     return np.clip(grey, 0, 255, out=grey).astype(np.uint8)
 

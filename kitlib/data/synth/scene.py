@@ -14,6 +14,7 @@ import numpy as np
 
 from kitlib.data.synth.shapes import Ball, Cell, Gold, Motor, Shape, Tube, Vesicle
 from kitlib.data.synth.stats import REAL_LABEL_STATS, LabelStats
+from kitlib.data.synth.style import STYLES, Range, Style
 
 # Specimen, in Angstrom unless named otherwise.
 CELL_RADIUS_A = (1800.0, 3000.0)
@@ -23,7 +24,6 @@ ICE_FILL = 0.42  # a cell's z semi-axis is at most this fraction of the volume's
 PERIPLASM_A = (200.0, 300.0)
 MEMBRANE_SIGMA_A = 18.0
 MEMBRANE_AMPLITUDE = (1.3, 1.8)
-MOTOR_SCALE = (0.85, 1.15)
 MOTOR_MS_RING_A = 40.0  # the label sits this far inside the inner membrane
 POLAR_MOTOR = 0.6  # fraction of motor cells whose (first) motor sits at a pole
 FILAMENT_RADIUS_A = 100.0
@@ -31,15 +31,13 @@ PILUS_RADIUS_A = 35.0
 RIBOSOME_RADIUS_A = (100.0, 135.0)
 RIBOSOME_VOLUME_FRACTION = (0.02, 0.08)
 GOLD_RADIUS_A = (45.0, 75.0)
-GOLD_PER_UM2 = 4.0
 UM2 = 1e8  # A^2
 
-# Imaging: grey = mean - gain * density + noise, noise std shrinking with binning (averaged voxels).
+# Imaging: grey = mean - gain * density + noise, noise std shrinking with binning (averaged voxels); the rest of
+# the appearance comes from the tomogram's style.
 GREY_MEAN = (95.0, 165.0)
 GAIN = (28.0, 48.0)
-NOISE_PER_GAIN = (0.45, 0.7)  # noise std / gain at the native grid
 NOISE_BINNING_EXPONENT = 1.0
-MISSING_WEDGE_STRETCH = (1.3, 1.8)
 
 # The hidden test tomograms are reported larger on average than the train ones (~900 of them, spacing not given);
 # their spread is not known, so a size with `test_shape` writes every test tomogram at this mean (z, y, x).
@@ -62,7 +60,8 @@ class Binning:
 
 @dataclass(frozen=True)
 class Imaging:
-    """Per-tomogram exposure: mean grey, gain (grey per density unit), noise std and texture, lighting gradient."""
+    """Per-tomogram exposure: mean grey, gain (grey per density unit), noise std and texture, lighting gradient,
+    drift along z, the density's band-pass and blur, and the JPEG quality the slices are written at."""
 
     mean: float
     gain: float
@@ -70,6 +69,12 @@ class Imaging:
     noise_blur: float  # in-plane correlation length of the noise, voxels
     noise_z_corr: float  # AR(1) coefficient between neighbouring slices
     gradient: tuple[float, float]  # grey change across the full height / width
+    shot_noise: float = 0.0  # part of the noise whose std follows sqrt(grey / mean)
+    z_drift: float = 0.0  # mean grey change from the first slice to the last
+    bandpass: float = 0.0  # fraction of the density's in-plane low-pass (sigma `bandpass_sigma`) removed
+    bandpass_sigma: float = 1.0  # voxels
+    blur: float = 0.0  # in-plane gaussian blur of the density, voxels (0: none)
+    jpeg_quality: int = 90
 
 
 @dataclass
@@ -81,23 +86,31 @@ class Scene:
     imaging: Imaging
     shapes: list[Shape]
     motors: list[tuple[float, float, float]]
+    style: str = "clean"
 
 
 def plan_scene(
-    rng: np.random.Generator, binning: Binning, n_motors: int, stats: LabelStats = REAL_LABEL_STATS, test: bool = False
+    rng: np.random.Generator,
+    binning: Binning,
+    n_motors: int,
+    stats: LabelStats = REAL_LABEL_STATS,
+    test: bool = False,
+    styles: tuple[str, ...] = tuple(STYLES),
 ) -> Scene:
     """Everything about one tomogram except its noise. `n_motors` may not all fit; `Scene.motors` lists those placed.
-    A `test` tomogram takes `binning.test_shape` when there is one (its spacing is drawn as a train one's)."""
+    A `test` tomogram takes `binning.test_shape` when there is one (its spacing is drawn as a train one's). The
+    tomogram's style is drawn from `styles`, each equally likely."""
+    style = STYLES[styles[int(rng.integers(len(styles)))]]
     native_shape, native_spacing = draw_acquisition(rng, stats)
     if test and binning.test_shape:
         native_shape = binning.test_shape
-    planner = _Planner(rng, binning.shape(native_shape), round(native_spacing * binning.factor, 3), stats)
-    imaging = draw_imaging(rng, binning.factor)
+    planner = _Planner(rng, binning.shape(native_shape), round(native_spacing * binning.factor, 3), stats, style)
+    imaging = draw_imaging(rng, binning.factor, planner.spacing, style)
     if n_motors:
         planner.add_motor_cell(n_motors)
     planner.add_other_cells(int(rng.integers(0, 3)) + (0 if n_motors or rng.random() < 0.1 else 1))
     planner.add_contents()
-    return Scene(planner.shape, planner.spacing, imaging, planner.shapes, planner.motors)
+    return Scene(planner.shape, planner.spacing, imaging, planner.shapes, planner.motors, style.name)
 
 
 def weighted_index(rng: np.random.Generator, counts) -> int:
@@ -112,18 +125,25 @@ def draw_acquisition(rng: np.random.Generator, stats: LabelStats) -> tuple[tuple
     return (z, y, x), spacing
 
 
-def draw_imaging(rng: np.random.Generator, bin_factor: int) -> Imaging:
-    """Exposure of one tomogram; noise averages down on binned grids."""
-    gain = rng.uniform(*GAIN)
+def draw_imaging(rng: np.random.Generator, bin_factor: int, spacing: float, style: Style = STYLES["clean"]) -> Imaging:
+    """Exposure of one tomogram on a grid of `spacing` A; noise averages down on binned grids."""
+    ice = rng.uniform(*style.ice)
+    gain = rng.uniform(*GAIN) / np.sqrt(ice)
     angle = rng.uniform(0, 2 * np.pi)
-    strength = rng.uniform(0, 14)
+    strength = rng.uniform(*style.gradient)
     return Imaging(
         mean=rng.uniform(*GREY_MEAN),
         gain=gain,
-        noise_std=gain * rng.uniform(*NOISE_PER_GAIN) / bin_factor**NOISE_BINNING_EXPONENT,
+        noise_std=gain * ice * rng.uniform(*style.noise_per_gain) / bin_factor**NOISE_BINNING_EXPONENT,
         noise_blur=max(0.5, rng.uniform(1.2, 2.0) / bin_factor),
         noise_z_corr=rng.uniform(0.3, 0.6),
         gradient=(strength * np.sin(angle), strength * np.cos(angle)),
+        shot_noise=rng.uniform(*style.shot_noise),
+        z_drift=rng.uniform(*style.z_drift) * rng.choice([-1.0, 1.0]),
+        bandpass=rng.uniform(*style.bandpass),
+        bandpass_sigma=rng.uniform(*style.bandpass_a) / spacing,
+        blur=rng.uniform(*style.blur_a) / spacing,
+        jpeg_quality=int(round(rng.uniform(*style.jpeg_quality))),
     )
 
 
@@ -139,10 +159,12 @@ def _unit(v: np.ndarray) -> np.ndarray:
 class _Planner:
     """Accumulates the shapes of one tomogram; lengths are converted from A to voxels with `a`."""
 
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int], spacing: float, stats: LabelStats):
-        self.rng, self.shape, self.spacing, self.stats = rng, shape, spacing, stats
+    def __init__(
+        self, rng: np.random.Generator, shape: tuple[int, int, int], spacing: float, stats: LabelStats, style: Style
+    ):
+        self.rng, self.shape, self.spacing, self.stats, self.style = rng, shape, spacing, stats, style
         self.dims = np.array(shape, dtype=float)
-        self.stretch = rng.uniform(*MISSING_WEDGE_STRETCH)
+        self.stretch = rng.uniform(*style.wedge_stretch)
         self.cells: list[Cell] = []
         self.shapes: list[Shape] = []
         self.motors: list[tuple[float, float, float]] = []
@@ -150,7 +172,7 @@ class _Planner:
     def a(self, angstrom: float) -> float:
         return angstrom / self.spacing
 
-    def uniform_a(self, bounds: tuple[float, float]) -> float:
+    def uniform_a(self, bounds: Range) -> float:
         return self.a(self.rng.uniform(*bounds))
 
     def draw_cell(self, centre: np.ndarray, axis: np.ndarray) -> Cell:
@@ -212,16 +234,16 @@ class _Planner:
 
     def place_motor(self, cell: Cell, label: np.ndarray, normal: np.ndarray) -> None:
         rng = self.rng
-        scale = rng.uniform(*MOTOR_SCALE)
         self.shapes.append(
             Motor(
                 centre=label,
                 normal=normal,
                 spacing=self.spacing,
-                scale=scale,
+                scale=rng.uniform(*self.style.motor_scale),
                 periplasm_a=cell.periplasm * self.spacing,
                 amplitude=rng.uniform(1.4, 1.8),
                 stretch=self.stretch,
+                core=rng.uniform(*self.style.motor_core),
             )
         )
         self.motors.append(tuple(float(v) for v in label))  # type: ignore[arg-type]
@@ -231,13 +253,13 @@ class _Planner:
     def add_flagellum(self, start: np.ndarray, normal: np.ndarray) -> None:
         """A filament leaving the motor along its normal, then bending towards the plane of the ice."""
         rng = self.rng
-        bend = normal + rng.normal(0, 0.6, 3)
+        bend = normal + rng.normal(0, rng.uniform(*self.style.filament_bend), 3)
         bend[0] *= 0.3
         bend = _unit(bend)
         if bend @ normal < 0.3:
             bend = normal
         knee = start + normal * self.uniform_a((150.0, 600.0))
-        end = knee + bend * self.uniform_a((400.0, 3500.0))
+        end = knee + bend * self.uniform_a(self.style.filament_length_a)
         self.shapes.append(self.filament(np.stack([start, knee, end]), FILAMENT_RADIUS_A, rng.uniform(0.6, 0.9)))
 
     def filament(self, points: np.ndarray, radius_a: float, amplitude: float) -> Tube:
@@ -364,7 +386,7 @@ class _Planner:
         """Gold fiducials, often in small clusters."""
         rng = self.rng
         area_um2 = self.dims[1] * self.dims[2] * self.spacing**2 / UM2
-        for seed_point in self.random_points(rng.poisson(GOLD_PER_UM2 * area_um2 / 2)):
+        for seed_point in self.random_points(rng.poisson(rng.uniform(*self.style.gold_per_um2) * area_um2 / 2)):
             for _ in range(1 + rng.poisson(1.0)):
                 centre = seed_point + rng.normal(0, self.a(400.0), 3) * np.array([0.3, 1, 1])
                 self.shapes.append(Gold(centre, self.uniform_a(GOLD_RADIUS_A), rng.uniform(5.0, 8.0), self.stretch))

@@ -168,6 +168,7 @@ class Motor(Shape):
     periplasm_a: float  # label-plane to outer membrane distance minus the MS-ring offset
     amplitude: float
     stretch: float
+    core: float = 0.85  # density of the bell's core: 0 shows a hollow ring
 
     def __post_init__(self) -> None:
         self.edge_a = float(np.hypot(12.0, VOXEL_BLUR * self.spacing))
@@ -184,7 +185,7 @@ class Motor(Shape):
         r = np.sqrt(np.maximum(dz * dz + dy * dy + dx * dx - s * s, 0.0))
         c_ring = soft_inside(np.hypot(r - 210 * sc, s + 120 * sc), 55 * sc, e)
         wall = 0.9 * soft_inside(_segment_distance(s, r, (-120 * sc, 210 * sc), (40 * sc, 120 * sc)), 30 * sc, e)
-        core = 0.85 * soft_inside(np.hypot(r / (140 * sc), (s + 80 * sc) / (110 * sc)), 1.0, e / (120 * sc))
+        core = self.core * soft_inside(np.hypot(r / (140 * sc), (s + 80 * sc) / (110 * sc)), 1.0, e / (120 * sc))
         ms_ring = soft_inside(np.maximum(np.abs(s - 40 * sc) - 35 * sc, r - 130 * sc), 0.0, e)
         rod = soft_inside(np.maximum(r - 35 * sc, np.maximum(40 * sc - s, s - self.top_a)), 0.0, e)
         lp_ring = soft_inside(np.maximum(np.abs(s - self.top_a + 30 * sc) - 35 * sc, r - 100 * sc), 0.0, e)

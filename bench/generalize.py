@@ -1,0 +1,100 @@
+"""`make generalize`: train on some appearance styles, score on one the model never saw -> bench/results/generalize.*
+
+For each held-out style it trains the demo's runs (`make demo`: cpu preset, 100 train tomograms) on data drawn from
+every other style, then predicts two hidden-spacing test sets of 40 tomograms: one drawn from the styles it trained
+on and one drawn only from the held-out style. The drop between the two is what an unseen rendering costs. The
+demo's own model (trained on every style, `runs/demo`) scores the held-out set too when it is there, as the figure
+breadth buys back. A finished run is reused (its demo.json exists); remove runs/generalize-<style> to retrain it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from kitlib.data.layout import CompetitionData
+from kitlib.data.synth import STYLES
+from kitlib.demo import DEMO_SYNTH, ensure_demo_data, run_demo
+from kitlib.evaluation.test_split import score_test_split
+from kitlib.infer.predictor import Predictor
+from kitlib.run import RunDir
+
+from bench.report import write_results
+from bench.run import ROOT, git_commit
+
+DATA = ROOT / "data" / "generalize"
+TEST_SET = dict(n_train=0, n_test=40, size="small", seed=7)  # the spacing comparison's demo-like test set
+DEMO_RUN = ROOT / "runs" / "demo"
+
+
+def score_on(predictor: Predictor, root: Path, out: Path) -> dict:
+    """Predict the test split of the dataset at `root` into `out` and score it."""
+    data = CompetitionData(root)
+    path, _ = predictor.predict_split(data, "test", out, progress=False)
+    return score_test_split(data, path)
+
+
+def held_out(style: str, reference: Predictor | None) -> dict:
+    seen = tuple(s for s in STYLES if s != style)
+    train_data, run = DATA / f"without-{style}", RunDir(ROOT / "runs" / f"generalize-{style}")
+    ensure_demo_data(train_data, {**DEMO_SYNTH, "styles": seen})
+    tests = {"seen": DATA / f"test-without-{style}", "held_out": DATA / f"test-{style}"}
+    ensure_demo_data(tests["seen"], {**TEST_SET, "styles": seen})
+    ensure_demo_data(tests["held_out"], {**TEST_SET, "styles": (style,)})
+    started = time.perf_counter()
+    if not run.demo.is_file():
+        run_demo(data_root=train_data, run=run.root, resume=run.config.is_file())
+    demo = json.loads(run.demo.read_text())
+    predictor = Predictor.from_run(run.root)
+    row = {"held_out": style, "trained_on": list(seen), "run": str(run.root), "oof_f2": demo["oof"]["f2"],
+           "oof_f2_ci": demo["oof"]["f2_ci"]}
+    for name, root in tests.items():
+        row[name] = score_on(predictor, root, DATA / "submissions" / f"without-{style}-{name}.csv")
+    row["drop"] = round(row["seen"]["f2"] - row["held_out"]["f2"], 3)
+    if reference is not None:
+        row["all_styles_model_on_held_out"] = score_on(reference, tests["held_out"],
+                                                       DATA / "submissions" / f"demo-{style}.csv")
+    row["seconds_here"] = round(time.perf_counter() - started, 1)
+    print(markdown_row(row), flush=True)
+    return row
+
+
+def _f2(score: dict | None) -> str:
+    return "-" if score is None else f"{score['f2']:.3f} ({score['tp']}/{score['fp']}/{score['fn']})"
+
+
+def markdown_row(row: dict) -> str:
+    lo, hi = row["oof_f2_ci"]
+    return (f"| {row['held_out']} | {', '.join(row['trained_on'])} | {row['oof_f2']:.3f} ({lo:.2f}-{hi:.2f}) | "
+            f"{_f2(row['seen'])} | {_f2(row['held_out'])} | **{row['drop']:+.3f}** | "
+            f"{_f2(row.get('all_styles_model_on_held_out'))} |")
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Held-out appearance styles, cpu preset (the demo's), commit {result['git_commit']}; each test set "
+             f"{TEST_SET['n_test']} tomograms, spacing hidden; F2 (TP/FP/FN).", "",
+             "| held-out style | trained on | OOF F2 (95% CI) | test, seen styles | test, held-out style | drop | "
+             f"held-out, demo model (all styles: {result['reference']}) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [markdown_row(r) for r in result["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hold-out", nargs="+", choices=list(STYLES), default=["ctf"], help="styles to hold out, one run each")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generalize")
+    args = p.parse_args(argv)
+    reference = Predictor.from_run(DEMO_RUN) if (DEMO_RUN / "demo.json").is_file() else None
+    made_by = json.loads(RunDir(DEMO_RUN).info.read_text()).get("git", "?") if reference else None
+    rows = [held_out(style, reference) for style in args.hold_out]
+    result = {"git_commit": git_commit(), "reference": f"{DEMO_RUN.name} made at {made_by}" if reference else "none",
+              "test_set": TEST_SET, "rows": rows}
+    write_results(args.out, result, markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

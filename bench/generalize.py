@@ -48,14 +48,14 @@ def held_out(style: str, reference: Predictor | None) -> dict:
         run_demo(data_root=train_data, run=run.root, resume=run.config.is_file())
     demo = json.loads(run.demo.read_text())
     predictor = Predictor.from_run(run.root)
-    row = {"held_out": style, "trained_on": list(seen), "run": str(run.root), "oof_f2": demo["oof"]["f2"],
-           "oof_f2_ci": demo["oof"]["f2_ci"]}
+    row = {"style": style, "trained_on": list(seen), "run": str(run.root), "oof_f2": demo["oof"]["f2"],
+           "oof_f2_ci": demo["oof"]["f2_ci"], "tests": {}}
     for name, root in tests.items():
-        row[name] = score_on(predictor, root, DATA / "submissions" / f"without-{style}-{name}.csv")
-    row["drop"] = round(row["seen"]["f2"] - row["held_out"]["f2"], 3)
+        row["tests"][name] = score_on(predictor, root, DATA / "submissions" / f"without-{style}-{name}.csv")
+    row["drop"] = round(row["tests"]["seen"]["f2"] - row["tests"]["held_out"]["f2"], 3)
     if reference is not None:
-        row["all_styles_model_on_held_out"] = score_on(reference, tests["held_out"],
-                                                       DATA / "submissions" / f"demo-{style}.csv")
+        row["tests"]["held_out_by_all_styles_model"] = score_on(reference, tests["held_out"],
+                                                                DATA / "submissions" / f"demo-{style}.csv")
     row["seconds_here"] = round(time.perf_counter() - started, 1)
     print(markdown_row(row), flush=True)
     return row
@@ -67,9 +67,10 @@ def _f2(score: dict | None) -> str:
 
 def markdown_row(row: dict) -> str:
     lo, hi = row["oof_f2_ci"]
-    return (f"| {row['held_out']} | {', '.join(row['trained_on'])} | {row['oof_f2']:.3f} ({lo:.2f}-{hi:.2f}) | "
-            f"{_f2(row['seen'])} | {_f2(row['held_out'])} | **{row['drop']:+.3f}** | "
-            f"{_f2(row.get('all_styles_model_on_held_out'))} |")
+    tests = row["tests"]
+    return (f"| {row['style']} | {', '.join(row['trained_on'])} | {row['oof_f2']:.3f} ({lo:.2f}-{hi:.2f}) | "
+            f"{_f2(tests['seen'])} | {_f2(tests['held_out'])} | **{row['drop']:+.3f}** | "
+            f"{_f2(tests.get('held_out_by_all_styles_model'))} |")
 
 
 def markdown(result: dict) -> str:

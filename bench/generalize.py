@@ -14,26 +14,18 @@ import json
 import time
 from pathlib import Path
 
-from kitlib.data.layout import CompetitionData
 from kitlib.data.synth import STYLES
 from kitlib.demo import DEMO_SYNTH, ensure_demo_data, run_demo
-from kitlib.evaluation.test_split import score_test_split
 from kitlib.infer.predictor import Predictor
 from kitlib.run import RunDir
 
 from bench.report import write_results
 from bench.run import ROOT, git_commit
+from bench.spacing import TEST_SETS, score_on
 
 DATA = ROOT / "data" / "generalize"
-TEST_SET = dict(n_train=0, n_test=40, size="small", seed=7)  # the spacing comparison's demo-like test set
+TEST_SET = TEST_SETS["demo-like (bin 4)"]  # the spacing comparison's, drawn here with chosen styles
 DEMO_RUN = ROOT / "runs" / "demo"
-
-
-def score_on(predictor: Predictor, root: Path, out: Path) -> dict:
-    """Predict the test split of the dataset at `root` into `out` and score it."""
-    data = CompetitionData(root)
-    path, _ = predictor.predict_split(data, "test", out, progress=False)
-    return score_test_split(data, path)
 
 
 def held_out(style: str, reference: Predictor | None) -> dict:

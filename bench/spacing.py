@@ -31,6 +31,13 @@ TEST_SETS = {  # hidden-spacing test sets: the demo's distribution, and a spacin
 DATA = ROOT / "data" / "spacing"
 
 
+def score_on(predictor: Predictor, root: Path, out: Path) -> dict:
+    """Predict the test split of the dataset at `root` into `out` and score it."""
+    data = CompetitionData(root)
+    path, _ = predictor.predict_split(data, "test", out, progress=False)
+    return score_test_split(data, path)
+
+
 def policy_run(policy: str) -> tuple[RunDir, dict]:
     """The demo's run for `policy` (trained unless a finished one is there) and its demo summary."""
     run = RunDir(ROOT / "runs" / f"spacing-{policy}")
@@ -52,10 +59,7 @@ def compare(policies: list[str]) -> dict:
                "oof_f2": demo["oof"]["f2"], "oof_f2_ci": demo["oof"]["f2_ci"], "demo_test_f2": demo["test"]["f2"],
                "demo_seconds": demo["seconds"], "tests": {}}
         for i, name in enumerate(TEST_SETS):
-            data = CompetitionData(DATA / f"test{i}")
-            out = DATA / "submissions" / f"{policy}-test{i}.csv"
-            path, _ = predictor.predict_split(data, "test", out, progress=False)
-            row["tests"][name] = score_test_split(data, path)
+            row["tests"][name] = score_on(predictor, DATA / f"test{i}", DATA / "submissions" / f"{policy}-test{i}.csv")
         row["seconds_here"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(markdown_row(row), flush=True)

@@ -64,7 +64,8 @@ def ensure_demo_data(root: Path, synth: dict = DEMO_SYNTH) -> None:
     from kitlib.data.synth import MARKER, synth_params, synthesize
 
     marker = root / MARKER
-    if (root / "train_labels.csv").is_file() and marker.is_file() and json.loads(marker.read_text()) == synth_params(**synth):
+    written = json.loads(marker.read_text()) if marker.is_file() else None
+    if (root / "train_labels.csv").is_file() and written == synth_params(**synth):
         return
     print(f"synthesising a {synth['size']} competition-format dataset in {root} ...")
     synthesize(root, **synth, preview=True)

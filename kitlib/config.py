@@ -93,6 +93,9 @@ class TrainConfig:
     translate: float = 0.1
     fliplr: float = 0.5
     flipud: float = 0.0  # tomograms have no up/down: worth turning on (the cpu preset does)
+    # Probability that a training image gets a new contrast, gamma, blur, noise and JPEG quality
+    # (`kitlib.model.appearance`; ultralytics' own colour augmentation skips images of more than 3 channels).
+    appearance: float = 0.0
     warmup_epochs: float = 3.0
     val: bool = True  # validate every epoch (False: only after the last one, which is then also best.pt)
     seed: int = 0
@@ -176,7 +179,7 @@ class KitConfig:
                 model=ModelConfig(imgsz=160, z_loss_gain=2.0),
                 train=TrainConfig(epochs=85, batch=16, nbs=16, device="cpu", workers=2,
                                   patience=100, close_mosaic=8, warmup_epochs=1.0, val=False, scale=0.2, flipud=0.5,
-                                  cls_gain=2.0),
+                                  cls_gain=2.0, appearance=0.7),
                 infer=InferConfig(device="cpu", half=False, batch=64, slice_step=4, decode_threads=2,
                                   tta=("identity", "flip_lr", "flip_ud", "rot90", "rot270", "transpose", "zrev",
                                        "rot180+zrev")),
@@ -292,7 +295,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "model.imgsz": (32, None), "model.width": (1e-6, None), "model.z_loss_gain": (0, None),
     "train.epochs": (1, None), "train.time_budget_s": (1e-6, None), "train.batch": (1, None), "train.nbs": (1, None),
     "train.workers": (0, None), "train.lr0": (1e-12, None), "train.cls_gain": (0, None), "train.patience": (0, None),
-    "train.mosaic": (0, 1), "train.close_mosaic": (0, None), "train.scale": (0, 1), "train.translate": (0, 1),
+    "train.mosaic": (0, 1), "train.appearance": (0, 1), "train.close_mosaic": (0, None), "train.scale": (0, 1), "train.translate": (0, 1),
     "train.fliplr": (0, 1), "train.flipud": (0, 1), "train.warmup_epochs": (0, None),
     "infer.slice_step": (1, None), "infer.batch": (1, None), "infer.conf": (0, 1), "infer.imgsz": (32, None),
     "infer.fuse_radius_factor": (1e-6, None), "infer.per_view": (1, None), "infer.top_k": (1, None),

@@ -75,8 +75,8 @@ def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, f
 class ZModel(DetectionModel):
     """YOLOv8 (``cfg`` = ``yolov8{n,s,m,l,x}.yaml`` or a parsed yaml dict) with ``ch`` inputs and a z-head.
 
-    Attributes beyond DetectionModel: ``z_gain`` (multiplies the z loss), ``kit_meta`` (dict, see `make_kit_meta`;
-    empty until a trainer fills it).
+    Attributes beyond DetectionModel: ``z_gain`` (multiplies the z loss), ``appearance`` (the training images'
+    `StackAppearance` probability), ``kit_meta`` (dict, see `make_kit_meta`; empty until a trainer fills it).
     """
 
     def __init__(self, cfg: str | dict = "yolov8n.yaml", ch: int = 5, nc: int = 1, verbose: bool = True):
@@ -85,6 +85,7 @@ class ZModel(DetectionModel):
         self.stride = self.model[-1].stride
         initialize_weights(self.model[-1])
         self.z_gain = 1.0
+        self.appearance = 0.0
         self.kit_meta: dict[str, Any] = {}
         if verbose:
             self.info()

@@ -5,6 +5,7 @@ visibility loss) and runs it with ``task="pose"`` so ultralytics' pose dataset r
 and carries each box's point (whose third value is zenc) through mosaic, affine, flips and letterbox. On top of the
 detection trainer it:
 - builds `ZModel` (5-channel YOLOv8 + z-head, criterion `ZLoss`; loss names box/cls/dfl/z_loss);
+- adds `StackAppearance` (contrast, gamma, blur, noise, JPEG) to the training transforms with ``train.appearance``;
 - validates with `ZValidator` (mAP + median |dz| of matched detections);
 - stores ``kit_meta`` (stack_stride, z_span, channels, imgsz, grid policy, kit version) on the model and as a checkpoint key;
 - replaces ultralytics' AMP check (which downloads yolo26n.pt on CUDA) by a local one;
@@ -35,10 +36,11 @@ runtime.prepare()
 import torch  # noqa: E402
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, colorstr  # noqa: E402
-from ultralytics.utils.torch_utils import strip_optimizer  # noqa: E402
+from ultralytics.utils.torch_utils import strip_optimizer, unwrap_model  # noqa: E402
 
 from kitlib.config import ConfigError, KitConfig, TrainConfig  # noqa: E402
 from kitlib.data.errors import DataError  # noqa: E402
+from kitlib.model.appearance import StackAppearance  # noqa: E402
 from kitlib.model.build import ZModel, load_3ch_weights, make_kit_meta, model_cfg, model_yaml  # noqa: E402
 from kitlib.model.validator import ZValidator  # noqa: E402
 from kitlib.run import last_checkpoint  # noqa: E402
@@ -145,11 +147,29 @@ class ZTrainer(DetectionTrainer):
         if weights:
             model.load(weights)
             model.z_gain = float(getattr(weights, "z_gain", model.z_gain))
+            model.appearance = float(getattr(weights, "appearance", model.appearance))
         return model
 
     def set_model_attributes(self):
         super().set_model_attributes()
         self.model.kit_meta = self.kit_meta()
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train":
+            self._add_appearance(dataset)
+        return dataset
+
+    def _close_dataloader_mosaic(self):
+        super()._close_dataloader_mosaic()  # rebuilds the train transforms
+        self._add_appearance(self.train_loader.dataset)
+
+    def _add_appearance(self, dataset) -> None:
+        """Insert `StackAppearance` before the dataset's final formatting step (the model carries its probability,
+        so DDP workers and a resumed run get it too)."""
+        p = float(getattr(unwrap_model(self.model), "appearance", 0.0))
+        if p > 0 and hasattr(dataset, "transforms"):
+            dataset.transforms.insert(-1, StackAppearance(p))
 
     def get_validator(self) -> ZValidator:
         return ZValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
@@ -287,6 +307,7 @@ def train(data_yaml: Path, cfg: KitConfig, save_dir: Path, resume: bool = False)
                 f"(first conv adapted to {data.get('channels', 3)} channels), {len(counts['skipped'])} left at init"
             )
         model.z_gain = float(cfg.model.z_loss_gain)
+        model.appearance = float(cfg.train.appearance)
         trainer.model = model  # a ready model: ultralytics skips its own build and pickles it for DDP workers
     trainer.train()
     best = Path(trainer.best)

@@ -34,7 +34,7 @@ LABEL_ARGS  = $(if $(EXTRA),--extra $(EXTRA)) $(if $(LABELS_OVERRIDE),--labels-o
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test demo synth download local-score import-folds predict z-error bundle push-dataset push-kernel \
-        review kernel-status kernel-output submit submissions runs dry-run bench rehearse spacing generalize gpu-check clean
+        review kernel-status kernel-output submit submissions runs dry-run bench rehearse spacing generalize train-speed gpu-check clean
 
 help: ## list the targets and variables
 	@echo "targets:"
@@ -120,6 +120,9 @@ spacing: setup ## the spacing policies (native / spacing / size) trained on the 
 
 generalize: setup ## train the demo on all appearance styles but one (HOLD_OUT), score seen vs held-out style -> bench/results/generalize.{json,md}
 	$(PY) -m bench.generalize --hold-out $(HOLD_OUT)
+
+train-speed: setup ## seconds per training epoch (cpu preset) with and without appearance / RAM cache on runs/demo's fold 0 -> bench/results/train_speed.{json,md}
+	$(PY) -m bench.train_speed
 
 gpu-check: ## on a GPU machine: CUDA fp16 bench, short training, inference on every GPU -> bench/results/gpu_check.*
 	bash bench/gpu_check.sh

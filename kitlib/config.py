@@ -80,7 +80,8 @@ class TrainConfig:
     batch: int = 16
     nbs: int = 64  # nominal batch: gradients accumulate over nbs / batch batches per optimizer step
     device: str = "0"
-    workers: int = 4
+    workers: int = 4  # ultralytics uses none on the CPU (it loads in the training process there)
+    cache: bool = False  # hold the decoded training stacks in RAM (ultralytics' cache="ram"; the export's size)
     # "auto" is ultralytics' choice: AdamW at lr 0.002 for runs under 10k iterations (lr0 is then ignored), else
     # MuSGD at 0.01. Name one ("SGD", "AdamW", ...) to use lr0.
     optimizer: str = "auto"

@@ -239,6 +239,7 @@ def train_overrides(data_yaml: Path, cfg: KitConfig, save_dir: Path) -> dict[str
         nbs=t.nbs,
         device=device,
         workers=t.workers,
+        cache="ram" if t.cache else False,
         optimizer=t.optimizer,
         lr0=t.lr0,
         cls=t.cls_gain,

@@ -46,8 +46,9 @@ def time_setting(data_yaml: Path, train_changes: dict, epochs: int, work: Path) 
 
 def markdown(result: dict) -> str:
     lines = [f"Training speed, cpu preset, {result['epochs']} epochs on {result['export']}, commit "
-             f"{result['git_commit']}.", "", "| setting | s / epoch (after the first) | wall s | last losses (box, cls, "
-             "dfl, z) |", "| --- | --- | --- | --- |"]
+             f"{result['git_commit']}.", "",
+             "| setting | s / epoch (after the first) | wall s | last losses (box, cls, dfl, z) |",
+             "| --- | --- | --- | --- |"]
     for name, r in result["runs"].items():
         losses = ", ".join(f"{v:.4f}" for v in r["last_losses"].values())
         lines.append(f"| {name} | {r['s_per_epoch']} | {r['wall_s']} | {losses} |")

@@ -1,4 +1,5 @@
-"""Image-space augmentation of multi-channel training stacks (`kitlib.model.appearance`) and where the trainer puts it."""
+"""Image-space augmentation of multi-channel training stacks (`kitlib.model.appearance`), and where the trainer
+puts it."""
 
 from __future__ import annotations
 

@@ -27,4 +27,5 @@ def test_a_missing_export_is_a_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench.train_speed", "--export", str(missing)], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == f"{missing}: no fold export: run `make demo` first, or pass --export DIR/dataset.yaml"
+    expected = f"{missing}: no fold export: run `make demo` first, or pass --export DIR/dataset.yaml"
+    assert done.stderr.strip().splitlines()[-1] == expected

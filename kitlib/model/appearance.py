@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 GAMMA = (0.7, 1.4)  # grey -> 255 * (grey / 255) ** gamma
-CONTRAST = (0.7, 1.3)  # gain about the image mean
+CONTRAST = (0.7, 1.3)  # gain about mid-grey (128)
 BRIGHTNESS = 15.0  # +- grey levels
 BLUR_SIGMA = (0.3, 1.0)  # px, applied with probability P_BLUR
 NOISE_STD = (2.0, 12.0)  # grey levels, applied with probability P_NOISE

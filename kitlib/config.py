@@ -54,7 +54,8 @@ class ExportConfig:
     box_px: int | None = None
     # Whole slices are written resized to `model.imgsz` (the training size: no pixel is stored that training cannot
     # see). `crop`: square windows of this side cut at full resolution instead: positives hold their motor at a
-    # random place, negatives are anywhere. Predict on whole slices at their own size then.
+    # random place, negatives are anywhere. The checkpoint records it, and inference then takes whole slices at their
+    # own size (padded, not resized: `infer.imgsz` null).
     crop: int | None = None
 
 

@@ -66,3 +66,20 @@ def test_cpu_batches_run_in_chunks_in_order(monkeypatch):
     assert len(results) == len(centres)
     for (cx, cy), res in zip(centres, results):
         np.testing.assert_allclose(res[0, :2], [cx, cy], atol=0.1)
+
+
+def test_a_model_trained_on_crops_predicts_at_each_slices_own_size():
+    """Crops are full resolution, so whole slices go in padded to the stride, never resized (a motor keeps the pixel
+    size it had in training); an explicit imgsz still resizes."""
+    seen = []
+    net = CentroidNet()
+    net.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[2:])))
+    detector = ZDetector(net, {"stack_stride": 2, "z_span": Z_SPAN, "channels": 5, "imgsz": 48, "crop": 48})
+    assert detector.size_name() == "own size (48 px crops)"
+    centres = [(20.5, 70.0), (50.0, 12.25)]
+    results = detector.predict(blob_stacks(100, 70, centres), conf=0.1)
+    assert seen == [(128, 96)]  # 100 x 70 padded to multiples of 32
+    for (cx, cy), res in zip(centres, results):
+        np.testing.assert_allclose(res[0, :2], [cx, cy], atol=0.1)
+    detector.predict(blob_stacks(100, 70, centres), conf=0.1, imgsz=64)
+    assert seen[-1] == (64, 64)

@@ -301,3 +301,20 @@ def test_crops_keep_full_resolution_whatever_the_model_size(data, tmp_path):
     export_fold(data.root, tmp_path, 1, kit_config(crop=48, imgsz=32), data.folds, progress=False)
     pages = [cv2.imreadmulti(str(f), flags=cv2.IMREAD_UNCHANGED)[1] for f in sorted(tmp_path.glob("images/*/*.tif"))]
     assert pages and all(p[0].shape == (48, 48) for p in pages)
+
+
+def test_crops_larger_than_the_slice_are_padded_grey_and_keep_their_labels(data, tmp_path):
+    crop = 128  # the tiny slices are 96 x 96
+    export_fold(data.root, tmp_path, 1, kit_config(crop=crop), data.folds, progress=False)
+    labelled = 0
+    for _, tomo_id, centre, image, rows in stacks(tmp_path):
+        pages = cv2.imreadmulti(str(image), flags=cv2.IMREAD_UNCHANGED)[1]
+        h, w = data.records[tomo_id].shape[1:]
+        assert all(p.shape == (crop, crop) and (p[h:] == 114).all() and (p[:, w:] == 114).all() for p in pages)
+        if len(rows):
+            motors = truth(data, tomo_id)
+            near = motors[np.abs(motors[:, 0] - centre) <= Z_SPAN]
+            decoded = decode(rows, centre, (crop, crop))
+            np.testing.assert_allclose(np.sort(decoded[:, 1:], 0), np.sort(near[:, 1:], 0), atol=1e-3)
+            labelled += 1
+    assert labelled

@@ -98,6 +98,16 @@ def test_training_outputs_checkpoint_results_and_kit_meta(trained):
     assert meta["kit_version"]
     assert ckpt["model"].kit_meta == meta  # the model carries it too (last.pt during training has only this)
     assert ckpt["model"].model[0].conv.out_channels == 8  # cfg.model.width 0.125 (yolov8n: 16)
+    assert "crop" not in meta and ZDetector.load(best).size_name() == f"{IMGSZ} px"  # whole slices: resized
+
+
+def test_an_export_of_crops_makes_a_model_that_predicts_at_own_size(trained, tmp_path):
+    data = yaml.safe_load(trained["data"].read_text())
+    crops = tmp_path / "dataset.yaml"
+    crops.write_text(yaml.safe_dump({**data, "crop": IMGSZ}))
+    best = train(crops, tiny_cfg().override({"train": {"epochs": 1}}), tmp_path / "run")
+    assert torch.load(best, map_location="cpu", weights_only=False)["kit_meta"]["crop"] == IMGSZ
+    assert ZDetector.load(best).size_name() == f"own size ({IMGSZ} px crops)"
 
 
 def _stacks(n: int, h: int, w: int) -> np.ndarray:

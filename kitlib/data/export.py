@@ -12,7 +12,7 @@ planned centre slices. All coordinates below are on that (possibly resampled) gr
   extra source not trusted for negatives; then at most ``neg_ratio`` x positives are kept per split.
 - With ``crop``, each stack is a crop x crop window at full resolution: a positive one holds the motor nearest its
   centre slice (at least a quarter box from the window's edges where the slice allows), a negative one lies anywhere;
-  only motors inside the window are labelled.
+  only motors inside the window are labelled; a slice smaller than the window is padded with grey to its size.
 - Normalised image coordinates use voxel centres: ``cx = (x + 0.5) / W`` (so ``x = cx * W - 0.5``), which any
   resize (cv2, ultralytics' letterbox) leaves unchanged.
 
@@ -201,13 +201,22 @@ def _write_stacks(volume: np.ndarray, plan: TomoPlan, out: Path, cfg: KitConfig)
             if centre in plan.positives:
                 target = motors[np.argmin(np.abs(motors[:, 0] - centre)), 1:]
             y0, x0 = crop_origin(volume.shape[1:], crop, target, box / 4, rng)
-            pages = pages[:, y0 : y0 + crop, x0 : x0 + crop]
+            pages = _pad_to(pages[:, y0 : y0 + crop, x0 : x0 + crop], crop)
             motors = motors - np.array([0.0, y0, x0])
         image = out / "images" / f"{stem}.tif"
         if not cv2.imwritemulti(str(image), _resize_pages(pages, None if crop else cfg.model.imgsz), _TIFF_PARAMS):
             raise OSError(f"{image}: cannot write TIFF")
         lines = label_lines(motors, centre, pages.shape[1:], box, z_span)  # none for negatives: motors are far
         (out / "labels" / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def _pad_to(pages: np.ndarray, side: int) -> np.ndarray:
+    """(C, H, W) pages padded at the bottom and right to at least side x side with ultralytics' grey 114, so a slice
+    smaller than the crop is not enlarged in training (ultralytics resizes every image to its imgsz)."""
+    h, w = pages.shape[1:]
+    if h >= side and w >= side:
+        return pages
+    return np.pad(pages, ((0, 0), (0, max(side - h, 0)), (0, max(side - w, 0))), constant_values=114)
 
 
 def export_stacks(

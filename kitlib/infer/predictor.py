@@ -137,10 +137,10 @@ class Predictor:
         """One line for logs: what predicts, how."""
         icfg = self.cfg.infer
         rule = f"{self.rule.kind} {self.rule.value:.4g}" if self.rule else "no presence rule"
-        imgsz = icfg.imgsz or sorted({d.imgsz for d in self.detectors})
+        size = f"{icfg.imgsz} px" if icfg.imgsz else " / ".join(sorted({d.size_name() for d in self.detectors}))
         names = [c.parent.parent.name if c.parent.name == "weights" else c.name for c in self.checkpoints]
         return (f"{len(self.detectors)} model(s) {names} from {self.source}: {rule}, "
-                f"device {','.join(self.devices)}, grid {_describe_grid(self.cfg.preprocess)}, {imgsz} px, "
+                f"device {','.join(self.devices)}, grid {_describe_grid(self.cfg.preprocess)}, {size}, "
                 f"TTA {[v.name for v in self.views]}, "
                 f"slice step {icfg.slice_step}")
 

@@ -52,10 +52,11 @@ def model_cfg(scale: str, width: float | None = None) -> str | dict:
 
 def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, fold: int | None = None,
                   held_out: list[str] | None = None, sources: dict[str, int] | None = None,
-                  grid: dict[str, Any] | None = None) -> dict[str, Any]:
+                  grid: dict[str, Any] | None = None, crop: int | None = None) -> dict[str, Any]:
     """The metadata every kit checkpoint carries (DEVELOPERS.md, training-export contract); `fold` and `held_out`
     (the tomo_ids it never trained on) when it is a fold model, the extra sources it trained on (name ->
-    tomograms) and the grid policy of its stacks (`kitlib.preprocess.grid_policy`)."""
+    tomograms), the grid policy of its stacks (`kitlib.preprocess.grid_policy`) and, when it trained on
+    full-resolution crops, their side (it then predicts whole slices at their own size)."""
     meta = {
         "stack_stride": int(stack_stride),
         "z_span": float(z_span) if float(z_span) != int(z_span) else int(z_span),
@@ -69,6 +70,8 @@ def make_kit_meta(stack_stride: int, z_span: float, channels: int, imgsz: int, f
         meta["sources"] = dict(sources)
     if grid:
         meta["grid"] = dict(grid)
+    if crop:
+        meta["crop"] = int(crop)
     return meta
 
 

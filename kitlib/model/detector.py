@@ -2,8 +2,9 @@
 
 One forward per batch (per `cpu_chunk` stacks on the CPU): stacks are letterboxed in torch (resize so the longest side
 is ``imgsz``, pad to a multiple of the model stride with ultralytics' grey 114), NMS runs with the real class count, and
-boxes are mapped back to the original pixels. ultralytics' Predictor (one image at a time through its pre-processing)
-is not used.
+boxes are mapped back to the original pixels. A model trained on full-resolution crops (`export.crop`) predicts whole
+slices at their own size: padded, never resized, so a motor is as many pixels across as in training. ultralytics'
+Predictor (one image at a time through its pre-processing) is not used.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ZDetector:
         self.z_span = meta["z_span"]
         self.channels: int = int(meta["channels"])
         self.imgsz: int = int(meta["imgsz"])
+        self.crop: int | None = meta.get("crop")
         self.nc: int = int(self.model.model[-1].nc)
         self.stride: int = max(int(self.model.stride.max()), 32)
         self.names = dict(getattr(self.model, "names", {0: "motor"}))
@@ -66,18 +68,26 @@ class ZDetector:
 
     def __repr__(self) -> str:
         return (
-            f"ZDetector({self.path}, device={self.device}, imgsz={self.imgsz}, channels={self.channels}, "
+            f"ZDetector({self.path}, device={self.device}, imgsz={self.size_name()}, channels={self.channels}, "
             f"stack_stride={self.stack_stride}, z_span={self.z_span})"
         )
 
-    def letterbox(self, x: torch.Tensor, imgsz: int) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
+    def size_name(self) -> str:
+        """The default inference size, in words: "160 px" or "own size (160 px crops)"."""
+        return f"own size ({self.crop} px crops)" if self.crop else f"{self.imgsz} px"
+
+    def letterbox(
+        self, x: torch.Tensor, imgsz: int | None
+    ) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
         """(B, C, H, W) float in [0, 1] -> resized + padded batch, (y, x) scales, (pad_top, pad_left).
+
+        `imgsz` None: no resize, only the padding.
 
         The scales are those of the resize actually done (``nh / H``, ``nw / W``, sizes rounded to whole pixels), not
         the nominal ``imgsz / max(H, W)``: they differ on the shorter side, by up to half a resized pixel at its end.
         """
         h, w = x.shape[2:]
-        r = imgsz / max(h, w)
+        r = 1.0 if imgsz is None else imgsz / max(h, w)
         nh, nw = max(1, round(h * r)), max(1, round(w * r))
         if (nh, nw) != (h, w):
             x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=r < 1)
@@ -94,7 +104,8 @@ class ZDetector:
         Args:
             stacks: (B, H, W, C) or (H, W, C) uint8 (C = the model's channels).
             conf: minimum confidence kept.
-            imgsz: inference size (longest side); default: the training imgsz.
+            imgsz: inference size (longest side); default: the training imgsz, or each stack's own size for a model
+                trained on crops.
 
         Returns:
             per image an (N, 6) float32 array ``[x, y, w, h, conf, dz]``: box centre and size in the original
@@ -108,14 +119,14 @@ class ZDetector:
         if arr.shape[0] == 0:
             return []
         batch = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
-        imgsz = int(imgsz or self.imgsz)
-        chunk = len(batch) if self.device.type == "cuda" else cpu_chunk(imgsz)
+        imgsz = int(imgsz) if imgsz else None if self.crop else self.imgsz
+        chunk = len(batch) if self.device.type == "cuda" else cpu_chunk(imgsz or max(batch.shape[2:]))
         results = []
         for part in batch.split(chunk):
             results += self._detect(part, conf, imgsz)
         return results
 
-    def _detect(self, x: torch.Tensor, conf: float, imgsz: int) -> list[np.ndarray]:
+    def _detect(self, x: torch.Tensor, conf: float, imgsz: int | None) -> list[np.ndarray]:
         """`predict` of (B, C, H, W) host stacks in one forward."""
         h, w = x.shape[2:]
         x = x.to(self.device)

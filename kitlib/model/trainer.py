@@ -138,7 +138,7 @@ class ZTrainer(DetectionTrainer):
     def kit_meta(self) -> dict[str, Any]:
         d = self.data
         return make_kit_meta(d["stack_stride"], d["z_span"], d.get("channels", 3), self.args.imgsz, d.get("fold"),
-                             d.get("held_out"), d.get("sources"), d.get("grid"))
+                             d.get("held_out"), d.get("sources"), d.get("grid"), d.get("crop"))
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> ZModel:
         model = self.set_model_names_for_load(

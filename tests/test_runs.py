@@ -88,7 +88,7 @@ def test_a_run_predicts_at_its_training_size_under_any_preset(at):
     for preset in (None, "cpu", "default"):
         predictor = Predictor.from_run("x", preset=preset, device="cpu")
         assert predictor.cfg.infer.imgsz is None and {d.imgsz for d in predictor.detectors} == {IMGSZ}, preset
-    assert f"{[IMGSZ]} px" in Predictor.from_run("x", preset="default", device="cpu").describe()
+    assert f", {IMGSZ} px, " in Predictor.from_run("x", preset="default", device="cpu").describe()
 
 
 def test_a_run_predicts_on_its_training_grid_under_any_preset(at):

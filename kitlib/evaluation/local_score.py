@@ -103,7 +103,7 @@ def local_score(
     `resume`: folds whose finished checkpoint is in the run are not trained again (imported ones included).
     `train_missing=False`: a fold without a checkpoint is an error instead of being trained.
     """
-    from kitlib.model import epochs_trained, train_fold
+    from kitlib.model import epochs_trained, train_folds
 
     start = time.perf_counter()
     if train_missing:
@@ -113,13 +113,14 @@ def local_score(
     folds = run_folds(data, records, cfg, run, folds_path)
     spacings = {r.tomo_id: r.voxel_spacing for r in records}
 
+    fold_ids = sorted(set(folds.values()))
+    if train_missing:
+        trained = train_folds(data, run, fold_ids, cfg, folds, labels.for_training, resume=resume)
     parts, epochs, checkpoints, trained_on = [], {}, {}, {}
-    for fold in sorted(set(folds.values())):
+    for fold in fold_ids:
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
-        ckpt = run.fold_checkpoint(fold)
-        if train_missing:
-            ckpt = train_fold(data, run, fold, cfg, folds, labels.for_training, resume=resume)
-        elif not ckpt.is_file():
+        ckpt = trained[fold] if train_missing else run.fold_checkpoint(fold)
+        if not ckpt.is_file():
             raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
         predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False)
         check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)

@@ -3,7 +3,8 @@
 Public API (imported lazily: ``import kitlib.model`` does not import torch or ultralytics):
 - `ZDetector` (kitlib.model.detector): ``ZDetector.load(path).predict(stacks)`` -> per image [x, y, w, h, conf, dz];
 - `train_fold` (kitlib.model.fold): export one fold and train the model that holds it out, into the run folder;
-  `is_finished` tells a finished fold checkpoint from an interrupted one;
+  `train_folds` several (side by side on the CPU: `train.parallel_folds`); `is_finished` tells a finished fold
+  checkpoint from an interrupted one;
 - `train` (kitlib.model.trainer): train on a kit training export, returns ``<save_dir>/weights/best.pt``;
   `epochs_trained` tells how many epochs the run that wrote a checkpoint trained;
 - `build_model`, `load_3ch_weights`, `ZModel` (kitlib.model.build); `ZHead` (head); `ZLoss` (loss);
@@ -20,6 +21,7 @@ _LAZY = {
     "train": "kitlib.model.trainer",
     "epochs_trained": "kitlib.model.trainer",
     "train_fold": "kitlib.model.fold",
+    "train_folds": "kitlib.model.fold",
     "is_finished": "kitlib.model.fold",
     "ZTrainer": "kitlib.model.trainer",
     "ZValidator": "kitlib.model.validator",

@@ -7,6 +7,7 @@
       folds.csv             the fold assignment it was scored with
       fold<k>/              ultralytics' training folder of the model that holds fold k out:
         weights/best.pt       its checkpoint (`fold_checkpoint`), last.pt, results.csv, plots
+        train.log             its training's output when folds train side by side (`train.parallel_folds`)
       export/stacks/        every tomogram's training stacks, stored once (a cache: safe to delete)
       export/fold<k>/       fold k's training export: links into export/stacks
       presence.json         the presence rule tuned on the out-of-fold predictions

@@ -40,6 +40,7 @@ class PreprocessConfig:
     resize_to: int = 640
     channels: int = 5
     stack_stride: int = 8  # slices between neighbouring channels: channel k holds z + (k - 2) * stride
+    z_average: int = 1  # odd: each slice of the model's grid becomes the mean of this many around it (1: as it is)
 
 
 @dataclass
@@ -242,6 +243,8 @@ class KitConfig:
         p = self.preprocess
         if p.clip_low >= p.clip_high:
             raise ConfigError(f"{source}: preprocess.clip_low ({p.clip_low}) must be below clip_high ({p.clip_high})")
+        if p.z_average % 2 == 0:
+            raise ConfigError(f"{source}: preprocess.z_average: must be odd (centred on the slice), got {p.z_average}")
         if not self.infer.tta:
             raise ConfigError(f"{source}: infer.tta: name at least one view (e.g. [identity])")
 
@@ -294,7 +297,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "preprocess.clip_low": (0, 100), "preprocess.clip_high": (0, 100), "preprocess.sample_step": (1, None),
     "preprocess.target_spacing": (1e-6, None), "preprocess.assumed_spacing": (1e-6, None),
     "preprocess.resize_to": (8, None),
-    "preprocess.channels": (1, None), "preprocess.stack_stride": (1, None),
+    "preprocess.channels": (1, None), "preprocess.stack_stride": (1, None), "preprocess.z_average": (1, None),
     "export.z_window": (0, None), "export.positives_per_motor": (0, None), "export.negatives_per_tomo": (0, None),
     "export.neg_ratio": (0, None), "export.box_angstrom": (1e-6, None), "export.box_px": (1, None),
     "export.crop": (32, None),

@@ -44,7 +44,7 @@ def test_side_by_side_folds_train_the_models_one_after_another_would(comp, tmp_p
     cfg = KitConfig.preset("cpu").override(TINY)
     parallel = train_folds(data, RunDir(tmp_path / "side"), [0, 1], cfg, folds, records)
     out = capsys.readouterr().out
-    assert "training folds 0, 1, 2 at a time with" in out and "fold 0: done" in out
+    assert "training folds 0, 1 side by side (2 at a time, " in out and "fold 0: done" in out
     for fold in (0, 1):
         log = (tmp_path / "side" / f"fold{fold}" / "train.log").read_text()
         assert "Starting training for 1 epochs" in log  # ultralytics' own output went to the fold's log

@@ -8,8 +8,10 @@ import pytest
 from kitlib.config import PreprocessConfig
 from kitlib.preprocess import (
     apply_window,
+    grid_policy,
     make_stack,
     make_stacks,
+    model_grid,
     normalize_tomogram,
     percentile_window,
     reflect_index,
@@ -19,6 +21,7 @@ from kitlib.preprocess import (
     stack_indices,
     to_original,
     to_resampled,
+    z_average,
 )
 
 
@@ -165,3 +168,24 @@ def test_make_stacks_channels_last(volume):
         for k, zi in enumerate(stack_indices(z, len(volume), 3)):
             np.testing.assert_array_equal(stack[..., k], volume[zi])
     np.testing.assert_array_equal(make_stack(volume, 6, 3), stacks[1])
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_z_average_is_the_mean_of_the_slices_around_each_mirrored_at_the_edges(n):
+    volume = np.random.default_rng(3).integers(0, 256, (9, 7, 6), dtype=np.uint8)
+    padded = np.pad(volume.astype(np.float64), ((n // 2, n // 2), (0, 0), (0, 0)), mode="reflect")  # as stacks mirror
+    expected = np.stack([padded[z : z + n].mean(0) for z in range(len(volume))])
+    out = z_average(volume, n)
+    assert out.dtype == np.uint8 and out.shape == volume.shape
+    assert np.abs(out - expected).max() <= 0.5 + 1e-9  # rounded
+    assert z_average(volume, 1) is volume
+    with pytest.raises(ValueError, match="odd"):
+        z_average(volume, 2)
+
+
+def test_model_grid_averages_along_z_and_the_policy_records_it(volume):
+    cfg = PreprocessConfig(grid="native", z_average=3)
+    grid, _ = model_grid(volume.copy(), None, cfg)
+    plain, _ = model_grid(volume.copy(), None, PreprocessConfig(grid="native"))
+    np.testing.assert_array_equal(grid, z_average(plain, 3))
+    assert grid_policy(cfg)["z_average"] == 3

@@ -307,8 +307,10 @@ def assumed_spacing(data: CompetitionData, default: float) -> float:
 
 def _describe_grid(pre: PreprocessConfig) -> str:
     if pre.grid == "spacing":
-        return f"resampled to {pre.target_spacing:g} A"
-    return f"resized to {pre.resize_to} px (longest in-plane edge)" if pre.grid == "size" else "native"
+        grid = f"resampled to {pre.target_spacing:g} A"
+    else:
+        grid = f"resized to {pre.resize_to} px (longest in-plane edge)" if pre.grid == "size" else "native"
+    return grid + (f", {pre.z_average} slices averaged along z" if pre.z_average > 1 else "")
 
 
 def _resolve_config(config: KitConfig | str | Path | None, preset: str | None, run: RunDir | None) -> KitConfig:

@@ -106,8 +106,8 @@ def _train_side_by_side(run: RunDir, jobs: dict[int, tuple[Path, bool]], cfg: Ki
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     logs = {fold: run.fold_dir(fold) / "train.log" for fold in jobs}
-    print(f"training folds {', '.join(map(str, jobs))}, {parallel} at a time with {threads} thread(s) each; "
-          f"their output: {', '.join(map(str, logs.values()))}", flush=True)
+    print(f"training folds {', '.join(map(str, jobs))} side by side ({parallel} at a time, {threads} "
+          f"thread{'s' if threads > 1 else ''} each); their output: {', '.join(map(str, logs.values()))}", flush=True)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
     with ProcessPoolExecutor(parallel, mp_context=context) as pool:
         futures = {pool.submit(_train_logged, data_yaml, cfg, run.fold_dir(fold), resume, threads, logs[fold]): fold

@@ -10,7 +10,7 @@ from kitlib.preprocess.resample import (
     to_original,
     to_resampled,
 )
-from kitlib.preprocess.stacks import make_stack, make_stacks, reflect_index, stack_indices
+from kitlib.preprocess.stacks import make_stack, make_stacks, reflect_index, stack_indices, z_average
 
 __all__ = [
     "apply_window",
@@ -28,4 +28,5 @@ __all__ = [
     "stack_indices",
     "to_original",
     "to_resampled",
+    "z_average",
 ]

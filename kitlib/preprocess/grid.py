@@ -10,15 +10,16 @@ import numpy as np
 from kitlib.config import PreprocessConfig
 from kitlib.preprocess.contrast import normalize_tomogram
 from kitlib.preprocess.resample import resample_factor, resample_volume
-from kitlib.preprocess.stacks import make_stacks
+from kitlib.preprocess.stacks import make_stacks, z_average
 
 
 def model_grid(volume: np.ndarray, voxel_spacing: float | None, cfg: PreprocessConfig) -> tuple[np.ndarray, float]:
     """(grid, factor): `volume` contrast-normalised in place (a copy would double peak memory; the raw values are
-    not needed afterwards) and resampled by the spacing policy; `factor` maps native voxels onto the grid."""
+    not needed afterwards), resampled by the spacing policy and averaged along z (`cfg.z_average`); `factor` maps
+    native voxels onto the grid."""
     normalize_tomogram(volume, cfg, out=volume)
     factor = resample_factor(volume.shape, voxel_spacing, cfg)
-    return resample_volume(volume, factor), factor
+    return z_average(resample_volume(volume, factor), cfg.z_average), factor
 
 
 def stack_batches(

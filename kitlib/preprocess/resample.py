@@ -31,7 +31,8 @@ def resample_factor(shape: tuple[int, ...], voxel_spacing: float | None, cfg: Pr
 
 def grid_policy(cfg: PreprocessConfig) -> dict:
     """The settings that decide the model's grid, as a checkpoint records them (prediction re-applies them)."""
-    return {"grid": cfg.grid, "target_spacing": cfg.target_spacing, "resize_to": cfg.resize_to}
+    return {"grid": cfg.grid, "target_spacing": cfg.target_spacing, "resize_to": cfg.resize_to,
+            "z_average": cfg.z_average}
 
 
 def resampled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ depth -> depth - 2), folded repeatedly when the stack spans more than the tomogr
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -44,3 +45,13 @@ def make_stacks(volume: np.ndarray, z_centres: np.ndarray, stride: int, channels
 def make_stack(volume: np.ndarray, z_centre: int, stride: int, channels: int = 5) -> np.ndarray:
     """One (H, W, channels) stack centred on slice `z_centre`."""
     return make_stacks(volume, np.asarray([z_centre]), stride, channels)[0]
+
+
+def z_average(volume: np.ndarray, n: int) -> np.ndarray:
+    """(D, H, W) uint8 -> each slice the rounded mean of the `n` (odd) slices centred on it, edges mirrored as stacks
+    mirror them: a stack with a stride of `n` then sees every slice once, with 1/sqrt(n) of the noise per channel."""
+    if n <= 1:
+        return volume
+    if n % 2 == 0:
+        raise ValueError(f"z_average must be odd (centred on the slice), got {n}")
+    return cv2.blur(volume.reshape(len(volume), -1), (1, n)).reshape(volume.shape)

@@ -103,7 +103,7 @@ def _train_side_by_side(run: RunDir, jobs: dict[int, tuple[Path, bool]], cfg: Ki
     """Train `jobs` (fold -> (dataset.yaml, resume)) in `parallel` spawned processes of `threads` threads each;
     fold -> best checkpoint."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor, wait
 
     logs = {fold: run.fold_dir(fold) / "train.log" for fold in jobs}
     print(f"training folds {', '.join(map(str, jobs))} side by side ({parallel} at a time, {threads} "
@@ -112,23 +112,24 @@ def _train_side_by_side(run: RunDir, jobs: dict[int, tuple[Path, bool]], cfg: Ki
     with ProcessPoolExecutor(parallel, mp_context=context) as pool:
         futures = {pool.submit(_train_logged, data_yaml, cfg, run.fold_dir(fold), resume, threads, logs[fold]): fold
                    for fold, (data_yaml, resume) in jobs.items()}
-        pending, finished, last_line = set(futures), set(), ""
+        pending, state, last_line = set(futures), {}, ""
         while pending:
-            done, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=PROGRESS_EVERY_S)
             for future in done:
-                finished.add(futures[future])
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    fold = futures[future]
-                    error = future.exception()
-                    kind = DataError if isinstance(error, DataError) else RuntimeError
-                    raise kind(f"fold {fold}: training failed: {error} (its log: {logs[fold]})") from error
-            line = " · ".join(f"fold {fold}: {'done' if fold in finished else _epochs(run.fold_dir(fold), cfg)}"
-                              for fold in jobs)
+                fold, error = futures[future], future.exception()
+                state[fold] = "done" if error is None else "failed"
+                if error is not None:  # the others train on: a finished fold is kept by a resume
+                    print(f"fold {fold}: training failed: {error} (its log: {logs[fold]}); the other folds finish "
+                          f"first, and a resume (RESUME=1, --resume) keeps them", flush=True)
+            line = " · ".join(f"fold {fold}: {state.get(fold) or _epochs(run.fold_dir(fold), cfg)}" for fold in jobs)
             if line != last_line:
                 print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
                 last_line = line
+    failed = [(fold, future.exception()) for future, fold in futures.items() if future.exception() is not None]
+    if failed:
+        fold, error = failed[0]
+        kind = DataError if isinstance(error, DataError) else RuntimeError
+        raise kind(f"fold {fold}: training failed: {error} (its log: {logs[fold]})") from error
     return {fold: future.result() for future, fold in futures.items()}
 
 
@@ -143,7 +144,7 @@ def _epochs(fold_dir: Path, cfg: KitConfig) -> str:
 def _train_logged(data_yaml: Path, cfg: KitConfig, save_dir: Path, resume: bool, threads: int, log: Path) -> Path:
     """A worker process's training, with `threads` torch threads and its stdout and stderr in `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", buffering=1) as f:
+    with open(log, "a" if resume else "w", buffering=1) as f:  # a resumed training's log goes on
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
             os.dup2(f.fileno(), stream.fileno())

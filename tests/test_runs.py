@@ -94,7 +94,7 @@ def test_a_run_predicts_at_its_training_size_under_any_preset(at):
 def test_a_run_predicts_on_its_training_grid_under_any_preset(at):
     """The checkpoints record the grid policy they were trained on; prediction applies it whatever the preset, and an
     explicit --set of a grid key wins, with a warning."""
-    trained = {"grid": "size", "target_spacing": 64.0, "resize_to": IMGSZ}
+    trained = {"grid": "size", "target_spacing": 64.0, "resize_to": IMGSZ, "z_average": 3}  # the cpu preset's
     run = RunDir(at / "runs" / "x")
     assert all(read_checkpoint(c)["kit_meta"]["grid"] == trained for c in run.fold_checkpoints().values())
     for preset in (None, "cpu", "default"):

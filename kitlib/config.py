@@ -84,8 +84,9 @@ class TrainConfig:
     device: str = "0"
     workers: int = 4  # ultralytics uses none on the CPU (it loads in the training process there)
     cache: bool = False  # hold the decoded training stacks in RAM (ultralytics' cache="ram"; the export's size)
-    # Folds trained at once on the CPU (local-score, the demo), each in its own process with an equal share of the
-    # threads: small models use two cores better as two 1-thread trainings than as one 2-thread one.
+    # Folds trained, and then their held-out tomograms predicted, at once on the CPU (local-score, the demo), each in
+    # its own process with an equal share of the threads: small models use two cores better as two 1-thread
+    # processes than as one 2-thread one.
     parallel_folds: int = 1
     # "auto" is ultralytics' choice: AdamW at lr 0.002 for runs under 10k iterations (lr0 is then ignored), else
     # MuSGD at 0.01. Name one ("SGD", "AdamW", ...) to use lr0.

@@ -27,7 +27,7 @@ from kitlib.data.sources import load_training_labels
 from kitlib.evaluation.checks import score_warnings
 from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
 from kitlib.infer.predict import candidates_to_submission
-from kitlib.infer.predictor import Predictor, resolve_device
+from kitlib.infer.predictor import Predictor, predict_shard, resolve_device
 from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
 from kitlib.run import RunDir, fold_of_file
@@ -116,7 +116,7 @@ def local_score(
     fold_ids = sorted(set(folds.values()))
     if train_missing:
         trained = train_folds(data, run, fold_ids, cfg, folds, labels.for_training, resume=resume)
-    parts, epochs, checkpoints, trained_on = [], {}, {}, {}
+    jobs, epochs, checkpoints, trained_on = {}, {}, {}, {}
     for fold in fold_ids:
         held_out = [r.tomo_id for r in records if folds[r.tomo_id] == fold]
         ckpt = trained[fold] if train_missing else run.fold_checkpoint(fold)
@@ -126,9 +126,9 @@ def local_score(
         check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)
         epochs[int(fold)], checkpoints[int(fold)] = epochs_trained(ckpt), str(ckpt)
         trained_on[int(fold)] = predictor.detectors[0].meta.get("sources", {})
-        candidates = predictor.predict_tomograms(data, "train", held_out, spacings=spacings, progress=progress)
-        parts.append(candidates.with_columns(pl.lit(fold).alias("fold")))
-    oof = oof_outcomes(pl.concat(parts), records)
+        jobs[fold] = predictor, held_out
+    predicted = predict_held_out(data, jobs, spacings, cfg.train.parallel_folds, progress)
+    oof = oof_outcomes(pl.concat(c.with_columns(pl.lit(fold).alias("fold")) for fold, c in predicted.items()), records)
 
     scores, has_motor, hit = (oof[c].to_numpy() for c in ("score", "has_motor", "hit"))
     rule = tune_presence(scores, has_motor, hit, cfg.tune.rule, cfg.tune.bootstrap, cfg.tune.seed,
@@ -163,6 +163,39 @@ def local_score(
     result["warnings"] = score_warnings(result, scores, planned)
     run.score.write_text(json.dumps(result, indent=2))
     return result
+
+
+def predict_held_out(data: CompetitionData, jobs: dict[int, tuple[Predictor, list[str]]],
+                     spacings: dict[str, float], parallel: int = 1, progress: bool = True) -> dict[int, pl.DataFrame]:
+    """Each fold's candidates for its held-out train tomograms (`jobs`: fold -> (its predictor, their ids)).
+
+    One fold after another, or with CPU predictors `parallel` folds at once (`train.parallel_folds`, as they trained),
+    each in a spawned process with an equal share of this process's threads: the same candidates as one after another
+    with those threads. Each worker holds one tomogram at a time, so the memory is `parallel` tomograms'.
+    """
+    parallel = min(parallel, len(jobs)) if all(p.devices == ["cpu"] for p, _ in jobs.values()) else 1
+    if parallel <= 1:
+        return {fold: predictor.predict_tomograms(data, "train", ids, spacings=spacings, progress=progress)
+                for fold, (predictor, ids) in jobs.items()}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // parallel)
+    print(f"predicting the held-out tomograms of folds {', '.join(map(str, jobs))} side by side ({parallel} at a "
+          f"time, {threads} thread{'s' if threads > 1 else ''} each)", flush=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {fold: pool.submit(predict_shard, predictor.cfg, predictor.checkpoints, data.root, "train", ids,
+                                     spacings, None, threads)
+                   for fold, (predictor, ids) in jobs.items()}
+        predicted = {}
+        for fold, future in futures.items():
+            predicted[fold] = future.result()
+            print(f"fold {fold}: {len(predicted[fold])} held-out tomograms predicted "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return predicted
 
 
 def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:

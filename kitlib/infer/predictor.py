@@ -174,7 +174,7 @@ class Predictor:
         deadline = None if budget_s is None else time.time() + budget_s  # the workers' start-up counts too
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-            futures = [pool.submit(_predict_shard, cfg.override({"infer": {"device": device}}, self.source),
+            futures = [pool.submit(predict_shard, cfg.override({"infer": {"device": device}}, self.source),
                                    self.checkpoints, data.root, split, ids, spacings, deadline)
                        for device, ids in shards if ids]
             results = []
@@ -218,13 +218,14 @@ class Predictor:
         return write_submission(submission, out, expected), candidates
 
 
-def _predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: str, tomo_ids: list[str],
-                   spacings: dict[str, float] | None, deadline: float | None) -> pl.DataFrame:
-    """One worker's share: its own predictor on its own device (runs in a spawned process), within the time left
-    before `deadline` (a `time.time()`; None: no budget)."""
+def predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: str, tomo_ids: list[str],
+                  spacings: dict[str, float] | None, deadline: float | None, threads: int | None = None
+                  ) -> pl.DataFrame:
+    """One worker's share: its own predictor on `cfg`'s device and grid (runs in a spawned process), within the time
+    left before `deadline` (a `time.time()`; None: no budget), with `threads` torch threads (None: the default)."""
     from kitlib import runtime
 
-    runtime.prepare()
+    runtime.prepare(threads=threads)
     predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}", models_grid=False)
     budget_s = None if deadline is None else deadline - time.time()
     return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False)

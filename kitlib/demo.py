@@ -20,6 +20,7 @@ from kitlib.evaluation.plots import plot_detections
 from kitlib.infer.predictor import Predictor
 from kitlib.evaluation.test_split import describe_test_score, score_test_split
 from kitlib.run import RunDir, new_run
+from kitlib.version import describe_machine
 
 DEMO_DATA = Path("data/demo")
 DEMO_SYNTH = dict(n_train=100, n_test=12, size="small", seed=0)
@@ -78,7 +79,7 @@ def print_summary(result: dict, run_dir: RunDir) -> None:
     print(f"held-out folds (OOF) F2: {oof['f2']:.4f}  (95% CI {lo:.3f}-{hi:.3f}, {oof['n_tomograms']} tomograms)")
     if test:
         print(f"test split F2:          {describe_test_score(test)}")
-    print(f"wall time: {result['seconds'] / 60:.1f} min")
+    print(f"wall time: {result['seconds'] / 60:.1f} min on {describe_machine(oof['machine'])}")
     for warning in oof.get("warnings", []):
         print(f"WARNING: {warning}")
     files = (run_dir.score, run_dir.oof, run_dir.presence, run_dir.submission, run_dir.demo)

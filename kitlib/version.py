@@ -1,8 +1,10 @@
-"""The kit's version: the installed package's, and `git describe` of the source tree it runs from."""
+"""The kit's version (the installed package's, and `git describe` of the source tree it runs from) and the machine
+it runs on: what a measured figure needs beside it."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,3 +32,32 @@ def version_stamp(root: Path = KIT_ROOT) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
+
+
+def machine_stamp() -> dict:
+    """What this process computes on: the CPU model and cores, torch's CPU kernels (AVX2 and AVX-512 round
+    differently, so a model trained on one differs in its last bits, then in its figures, from one trained on the
+    other), the torch and ultralytics versions and any CUDA GPUs."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    try:
+        ultralytics = importlib.metadata.version("ultralytics")
+    except importlib.metadata.PackageNotFoundError:
+        ultralytics = "not installed"
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "ultralytics": ultralytics, "gpus": gpus}
+
+
+def describe_machine(stamp: dict) -> str:
+    """One line of `machine_stamp()`: `AMD EPYC, 2 cores, AVX512 kernels, torch 2.14.1, no GPU`."""
+    gpus = ", ".join(stamp.get("gpus") or []) or "no GPU"
+    return (f"{stamp.get('cpu', '?')}, {stamp.get('cores', '?')} cores, {stamp.get('cpu_kernels', '?')} kernels, "
+            f"torch {stamp.get('torch', '?')}, {gpus}")

@@ -5,11 +5,13 @@ imported and scored without a leak, a run predicting at its own training size un
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 import yaml
 
 from kitlib.cli import main
@@ -19,6 +21,7 @@ from kitlib.infer.predictor import Predictor
 from kitlib.model.build import read_checkpoint
 from kitlib.preprocess import grid_policy
 from kitlib.run import RunDir
+from kitlib.version import describe_machine
 
 IMGSZ = 64
 # a partial config: merged onto the cpu preset
@@ -62,6 +65,10 @@ def test_local_score_writes_the_run_layout(at):
     score = json.loads(run.score.read_text())
     assert score["weights"] == [str(run.fold_checkpoint(0)), str(run.fold_checkpoint(1))]
     assert run.load_config().model.imgsz == IMGSZ  # the partial YAML merged onto the preset
+    machine = score["machine"]
+    assert machine["cpu_kernels"] == torch.backends.cpu.get_cpu_capability() and machine["torch"] == torch.__version__
+    assert machine["cores"] == os.cpu_count() and machine["cpu"]
+    assert describe_machine(machine).startswith(f"{machine['cpu']}, {os.cpu_count()} cores, {machine['cpu_kernels']} ")
 
 
 def test_the_folds_share_one_store_of_stacks(at):

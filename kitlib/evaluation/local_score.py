@@ -31,6 +31,7 @@ from kitlib.infer.predictor import Predictor, predict_shard, resolve_device
 from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
 from kitlib.run import RunDir, fold_of_file
+from kitlib.version import machine_stamp
 
 
 def run_folds(data: CompetitionData, records: list[TomoRecord], cfg: KitConfig, run: RunDir,
@@ -148,6 +149,7 @@ def local_score(
         "per_fold_epochs": epochs,
         "data": str(data.root),
         "wall_s": round(time.perf_counter() - start, 1),
+        "machine": machine_stamp(),
         "sources": labels.sources,
         "per_fold_sources": trained_on,
         "labels_override": labels.override,

@@ -13,6 +13,7 @@ import polars as pl
 from kitlib.config import KitConfig
 from kitlib.data.layout import CompetitionData
 from kitlib.infer.predict import STAGE_COLUMNS
+from kitlib.version import cpu_model
 
 UNTRAINED = "untrained (random init) default-scale model: inference speed does not depend on the weights"
 
@@ -42,16 +43,11 @@ def peak_rss_mb() -> float:
 
 def device_name(detector) -> str:
     """The GPU's name, or the CPU model."""
-    import platform
-
     import torch
 
     if detector.device.type == "cuda":
         return torch.cuda.get_device_name(detector.device)
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.is_file() else []
-    return models[0] if models else platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def hidden_read_fraction(candidates: pl.DataFrame) -> float | None:

@@ -23,7 +23,8 @@ from kitlib.config import ConfigError
 from kitlib.data.errors import DataError
 from kitlib.data.layout import CompetitionData, find_competition_root, find_dataset, kaggle_root
 from kitlib.release.bundle import DEFAULT_PREFIX, dataset_slug
-from kitlib.release.manifest import installed_version, read_requirements, verify_manifest
+from kitlib.release.manifest import read_requirements, verify_manifest
+from kitlib.version import installed_version
 
 REPORT_FILE = "kernel_report.json"
 DEFAULT_BUDGET_S = 9 * 3600  # the whole inference run; Kaggle stops a kernel at 12 h

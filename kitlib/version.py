@@ -11,12 +11,17 @@ from pathlib import Path
 KIT_ROOT = Path(__file__).resolve().parents[1]  # the folder holding kitlib/ (a checkout, or site-packages)
 
 
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def package_version() -> str:
     """The installed kitlib distribution's version (`0+unknown` from a bare source tree)."""
-    try:
-        return importlib.metadata.version("kitlib")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+    return installed_version("kitlib") or "0+unknown"
 
 
 def version_stamp(root: Path = KIT_ROOT) -> str:
@@ -34,30 +39,28 @@ def version_stamp(root: Path = KIT_ROOT) -> str:
     return out.stdout.strip() or "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`; elsewhere what `platform` knows)."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []
+    return models[0] if models else platform.processor() or platform.machine()
+
+
 def machine_stamp() -> dict:
     """What this process computes on: the CPU model and cores, torch's CPU kernels (AVX2 and AVX-512 round
     differently, so a model trained on one differs in its last bits, then in its figures, from one trained on the
     other), the torch and ultralytics versions and any CUDA GPUs."""
-    import platform
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    try:
-        ultralytics = importlib.metadata.version("ultralytics")
-    except importlib.metadata.PackageNotFoundError:
-        ultralytics = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "ultralytics": ultralytics, "gpus": gpus}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "ultralytics": installed_version("ultralytics"), "gpus": gpus}
 
 
 def describe_machine(stamp: dict) -> str:
     """One line of `machine_stamp()`: `AMD EPYC, 2 cores, AVX512 kernels, torch 2.14.1, no GPU`."""
-    gpus = ", ".join(stamp.get("gpus") or []) or "no GPU"
-    return (f"{stamp.get('cpu', '?')}, {stamp.get('cores', '?')} cores, {stamp.get('cpu_kernels', '?')} kernels, "
-            f"torch {stamp.get('torch', '?')}, {gpus}")
+    return (f"{stamp['cpu']}, {stamp['cores']} cores, {stamp['cpu_kernels']} kernels, torch {stamp['torch']}, "
+            f"{', '.join(stamp['gpus']) or 'no GPU'}")

@@ -48,7 +48,8 @@ from kitlib.config import COMPETITION_SLUG
 from kitlib.data.errors import DataError
 from kitlib.release import bundle
 from kitlib.release.kernels import render_kernel_metadata
-from kitlib.release.manifest import installed_version, read_requirements
+from kitlib.release.manifest import read_requirements
+from kitlib.version import installed_version
 from kitlib.release.notebook import has_cells
 from kitlib.testing import tiny_run
 

@@ -1,9 +1,8 @@
-"""What a kernel checks of the datasets it is given, shared by the kernel and the dry run: the wheels bundle's pins,
-the installed versions, a bundle's manifest of sha256 sums."""
+"""What a kernel checks of the datasets it is given, shared by the kernel and the dry run: the wheels bundle's pins
+(against `kitlib.version.installed_version`), a bundle's manifest of sha256 sums."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -19,14 +18,6 @@ def read_requirements(folder: Path) -> dict[str, str]:
         return dict(line.split("==") for line in lines)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a list of name==version pins ({e}); rebuild the wheels bundle") from e
-
-
-def installed_version(name: str) -> str | None:
-    """The installed version of a distribution, or None."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def verify_manifest(folder: Path) -> None:

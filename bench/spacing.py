@@ -1,6 +1,6 @@
 """`make spacing`: the spacing policies compared on spacing-diverse synthetic data -> bench/results/spacing.{json,md}.
 
-Each policy trains the demo's runs (`make demo` with `preprocess.grid` set: OOF F2 over the demo's 100 train
+Each policy trains the demo's runs (`make demo` with `preprocess.grid` set: OOF F2 over the demo's train
 tomograms, whose spacings the labels give) and predicts two test sets whose spacing is hidden, as on Kaggle: one
 drawn like the demo's (bin 4, 26-79 A) and one twice as fine (bin 2), which no model saw in training. A policy's
 run is reused when it has finished (its demo.json exists); remove runs/spacing-<policy> to retrain it.

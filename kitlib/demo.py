@@ -23,7 +23,7 @@ from kitlib.run import RunDir, new_run
 from kitlib.version import describe_machine
 
 DEMO_DATA = Path("data/demo")
-DEMO_SYNTH = dict(n_train=100, n_test=12, size="small", seed=0)
+DEMO_SYNTH = dict(n_train=200, n_test=12, size="small", seed=0)
 
 
 def run_demo(

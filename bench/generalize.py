@@ -1,8 +1,8 @@
 """`make generalize`: train on some appearance styles, score on one the model never saw -> bench/results/generalize.*
 
-For each held-out style it trains the demo's runs (`make demo`: cpu preset, the demo's 200 train tomograms) on data drawn from
-every other style, then predicts two hidden-spacing test sets of 40 tomograms: one drawn from the styles it trained
-on and one drawn only from the held-out style. The drop between the two is what an unseen rendering costs. The
+For each held-out style it trains the demo's runs (`make demo`: cpu preset, the demo's 200 train tomograms) on data
+drawn from every other style, then predicts two hidden-spacing test sets of 40 tomograms: one drawn from the styles it
+trained on and one drawn only from the held-out style. The drop between the two is what an unseen rendering costs. The
 demo's own model (trained on every style, `runs/demo`) scores the held-out set too when it is there, as the figure
 breadth buys back. A finished run is reused (its demo.json exists); remove runs/generalize-<style> to retrain it.
 """

@@ -49,9 +49,9 @@ from kitlib.data.errors import DataError
 from kitlib.release import bundle
 from kitlib.release.kernels import render_kernel_metadata
 from kitlib.release.manifest import read_requirements
-from kitlib.version import installed_version
 from kitlib.release.notebook import has_cells
 from kitlib.testing import tiny_run
+from kitlib.version import installed_version
 
 DRYRUN = bundle.REPO_ROOT / "build" / "dryrun"
 OWNER = "dry-run"

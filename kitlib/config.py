@@ -135,6 +135,23 @@ class InferConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """The second stage (`kitlib.verify`): a small CNN that rescores each tomogram's `infer.top_k` candidates on a
+    full-resolution patch of the model's grid, trained on the out-of-fold candidates of local scoring."""
+
+    enabled: bool = False
+    patch: int = 40  # in-plane side of the patch the network sees, in (binned) grid voxels
+    shift: int = 12  # training moves the patch up to this many voxels off the candidate (its cut is patch + 2 shift)
+    planes: int = 9  # z planes of the patch (odd), `plane_step` (binned) slices apart; they are its channels
+    plane_step: int = 2
+    bin: int = 4  # the grid is averaged over bin^3 voxels first: 4 makes the default's 16 A the cpu preset's 64 A
+    width: float = 1.0  # the network's channel multiple (16, 24, 48, 64 at 1.0)
+    steps: int = 4000  # a fixed count of optimizer steps, half positives and half negatives in each batch
+    batch: int = 32
+    lr: float = 3e-3  # AdamW with a one-cycle schedule
+
+
+@dataclass
 class TuneConfig:
     """Presence-rule search on out-of-fold predictions."""
 
@@ -164,6 +181,7 @@ class KitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
     @classmethod
@@ -194,6 +212,7 @@ class KitConfig:
                 infer=InferConfig(device="cpu", half=False, batch=64, slice_step=4, decode_threads=2,
                                   tta=("identity", "flip_lr", "flip_ud", "rot90", "rot270", "transpose", "zrev",
                                        "rot180+zrev")),
+                verify=VerifyConfig(enabled=True, bin=1),
                 tune=TuneConfig(bootstrap=300, n_folds=2),
             )
         raise ValueError(f"unknown preset {name!r}: choose 'default' or 'cpu'")
@@ -249,6 +268,8 @@ class KitConfig:
             raise ConfigError(f"{source}: preprocess.clip_low ({p.clip_low}) must be below clip_high ({p.clip_high})")
         if p.z_average % 2 == 0:
             raise ConfigError(f"{source}: preprocess.z_average: must be odd (centred on the slice), got {p.z_average}")
+        if self.verify.planes % 2 == 0:
+            raise ConfigError(f"{source}: verify.planes: must be odd (centred on the candidate), got {self.verify.planes}")
         if not self.infer.tta:
             raise ConfigError(f"{source}: infer.tta: name at least one view (e.g. [identity])")
 
@@ -315,6 +336,9 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "infer.slice_step": (1, None), "infer.batch": (1, None), "infer.conf": (0, 1), "infer.imgsz": (32, None),
     "infer.fuse_radius_factor": (1e-6, None), "infer.per_view": (1, None), "infer.top_k": (1, None),
     "infer.decode_threads": (1, None),
+    "verify.patch": (8, None), "verify.shift": (0, None), "verify.planes": (1, None), "verify.plane_step": (1, None),
+    "verify.bin": (1, None), "verify.width": (1e-6, None), "verify.steps": (1, None), "verify.batch": (2, None),
+    "verify.lr": (1e-12, None),
     "tune.bootstrap": (0, None), "tune.n_folds": (2, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {

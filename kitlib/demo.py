@@ -77,6 +77,8 @@ def print_summary(result: dict, run_dir: RunDir) -> None:
     lo, hi = oof["f2_ci"]
     print("\n== demo summary ==")
     print(f"held-out folds (OOF) F2: {oof['f2']:.4f}  (95% CI {lo:.3f}-{hi:.3f}, {oof['n_tomograms']} tomograms)")
+    if oof.get("f2_detector_only") is not None:
+        print(f"  without the verifier: {oof['f2_detector_only']:.4f}")
     if test:
         print(f"test split F2:          {describe_test_score(test)}")
     print(f"wall time: {result['seconds'] / 60:.1f} min on {describe_machine(oof['machine'])}")

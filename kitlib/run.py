@@ -10,6 +10,8 @@
         train.log             its training's output when folds train side by side (`train.parallel_folds`)
       export/stacks/        every tomogram's training stacks, stored once (a cache: safe to delete)
       export/fold<k>/       fold k's training export: links into export/stacks
+      verify/               each held-out tomogram's candidates with the verifier's patches (a cache: safe to delete)
+      verifier.pt           the verifier's fold networks (verify.enabled), which rescore the candidates
       presence.json         the presence rule tuned on the out-of-fold predictions
       oof.csv, score.json   out-of-fold candidates and the local score; f2_curve.png, score_hist.png
       submission.csv        the test split's submission; test_candidates.csv, test_detections.png, demo.json
@@ -39,6 +41,7 @@ from kitlib.version import package_version, version_stamp
 DEFAULT_PROJECT = Path("runs")
 _FOLD_DIR = re.compile(r"fold(\d+)$")
 _FOLD_FILE = re.compile(r"fold(\d+)\.pt$")
+VERIFIER_FILE = "verifier.pt"  # beside the detectors' checkpoints, in a run and in a weights dataset
 
 
 def best_checkpoint(save_dir: Path) -> Path:
@@ -144,6 +147,16 @@ class RunDir:
         return self.root / "export" / f"fold{int(fold)}"
 
     @property
+    def verifier(self) -> Path:
+        """The verifier's fold networks (`kitlib.verify.Verifier`)."""
+        return self.root / VERIFIER_FILE
+
+    @property
+    def verify_patches(self) -> Path:
+        """Each held-out tomogram's candidates and the verifier's patches (`kitlib.verify.store`)."""
+        return self.root / "verify"
+
+    @property
     def export_stacks(self) -> Path:
         """The stacks every fold's export links to (each tomogram read and stored once)."""
         return self.root / "export" / "stacks"
@@ -158,9 +171,10 @@ class RunDir:
         return dict(sorted(found.items()))
 
     def checkpoints(self) -> list[Path]:
-        """Every checkpoint to ensemble: the fold models, else every flat `*.pt` (a weights dataset)."""
+        """Every detector checkpoint to ensemble: the fold models, else every flat `*.pt` but the verifier's (a weights
+        dataset)."""
         folds = self.fold_checkpoints()
-        return list(folds.values()) if folds else sorted(self.root.glob("*.pt"))
+        return list(folds.values()) if folds else sorted(p for p in self.root.glob("*.pt") if p.name != VERIFIER_FILE)
 
     @classmethod
     def of_checkpoint(cls, checkpoint: str | Path) -> "RunDir":
@@ -270,5 +284,5 @@ def new_run(
     return rd, cfg
 
 
-__all__ = ["DEFAULT_PROJECT", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "fold_of_file",
+__all__ = ["DEFAULT_PROJECT", "VERIFIER_FILE", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "fold_of_file",
            "last_checkpoint", "new_run", "open_run", "run_dir"]

@@ -1,5 +1,5 @@
 """Test helpers that ship with the kit (tests, `make dry-run --tiny-weights`, `make bench`): a toy training export,
-an untrained checkpoint, a tiny run folder.
+an untrained checkpoint, a tiny run folder (with an untrained verifier).
 
 `make_toy_export`: a tiny synthetic training export following the training-export contract.
 
@@ -108,15 +108,22 @@ def untrained_checkpoint(
 
 
 def tiny_run(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 0) -> Path:
-    """A run folder with an untrained scale-n z-head as fold 0's checkpoint, a quantile-0.5 presence rule and a CPU
-    config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+    """A run folder with an untrained scale-n z-head as fold 0's checkpoint, an untrained verifier, a quantile-0.5
+    presence rule and a CPU config sized for `synthesize(size='tiny')` tomograms (32 slices)."""
+    import torch
+
     from kitlib.presence import PresenceRule
     from kitlib.run import RunDir
+    from kitlib.verify.net import PatchNet
+    from kitlib.verify.verifier import Verifier
 
     run = RunDir(Path(run_dir))
     untrained_checkpoint(run.fold_checkpoint(0), imgsz, stack_stride, seed=seed)
     PresenceRule("quantile", 0.5, f2=0.0, f2_ci=(0.0, 0.0), n=0).save(run.presence)
     # an untrained model scores low: a low conf keeps some detections so rows get a motor
     changes = {"preprocess": {"stack_stride": stack_stride}, "model": {"imgsz": imgsz}, "infer": {"conf": 0.01}}
-    run.save_config(KitConfig.preset("cpu").override(changes, "tiny_run"))
+    cfg = KitConfig.preset("cpu").override(changes, "tiny_run")
+    run.save_config(cfg)
+    torch.manual_seed(seed)
+    Verifier({0: PatchNet(cfg.verify.planes, cfg.verify.width)}, cfg.verify).save(run.verifier)
     return run.root

@@ -17,6 +17,7 @@ import pytest
 
 from kitlib.config import KitConfig
 from kitlib.data.errors import DataError
+from kitlib.run import RunDir
 from kitlib.release import bundle
 
 REPO = bundle.REPO_ROOT
@@ -188,6 +189,21 @@ def test_weights_bundle_flattens_fold_weights_with_presence_and_config(repo_copy
 
     only = bundle.build_weights("tester", tmp_path / "w1", run, [run / "fold1" / "weights" / "best.pt"], root=repo_copy)
     assert sorted(p.name for p in only.glob("*.pt")) == ["fold1.pt"]
+
+
+def test_weights_bundle_carries_the_runs_verifier_which_predicts_from_the_dataset(repo_copy, tmp_path):
+    from kitlib.config import VerifyConfig
+    from kitlib.verify.net import PatchNet
+    from kitlib.verify.verifier import Verifier
+
+    run = make_run(tmp_path / "runs" / "demo")
+    vcfg = VerifyConfig(patch=16, shift=2, planes=3, bin=1)
+    Verifier({0: PatchNet(3), 1: PatchNet(3)}, vcfg).save(run / "verifier.pt")
+    folder = bundle.build_weights("tester", tmp_path / "weights", run, root=repo_copy)
+    assert (folder / "verifier.pt").read_bytes() == (run / "verifier.pt").read_bytes()
+    assert check_manifest(folder, "tester/motor-kit-weights")["weights"]["verifier.pt"] == "verifier.pt"
+    assert [p.name for p in RunDir(folder).checkpoints()] == ["fold0.pt", "fold1.pt"]
+    assert Verifier.load(folder / "verifier.pt").geometry()["patch"] == 16
 
 
 def test_weights_bundle_errors_name_the_missing_piece(repo_copy, tmp_path):

@@ -10,11 +10,11 @@ from pathlib import Path
 KITLIB = Path(__file__).resolve().parents[1] / "kitlib"
 # Lower floors first; a unit may import only from strictly lower floors.
 FLOORS = [
-    {"config", "runtime", "version"},
+    {"config", "runtime", "version", "side_by_side"},
     {"preprocess", "metric"},
     {"data"},
     {"presence", "run", "kaggle"},
-    {"model"},
+    {"model", "verify"},
     {"infer"},
     {"evaluation", "testing"},
     {"demo", "release"},
@@ -22,7 +22,7 @@ FLOORS = [
     {"__main__"},
 ]
 RUN_FILES = ("presence.json", "score.json", "oof.csv", "folds.csv", "best.pt", "last.pt", "z_error.json", "demo.json",
-             "review.html", "run.json", "releases.json")
+             "review.html", "run.json", "releases.json", "verifier.pt")
 
 
 def floor_of(unit: str) -> int:

@@ -21,6 +21,7 @@ from kitlib.infer.predictor import Predictor
 from kitlib.model.build import read_checkpoint
 from kitlib.preprocess import grid_policy
 from kitlib.run import RunDir
+from kitlib.verify.verifier import Verifier
 from kitlib.version import describe_machine
 
 IMGSZ = 64
@@ -30,6 +31,7 @@ TINY = {
     "model": {"imgsz": IMGSZ, "width": 0.125},
     "train": {"epochs": 1, "time_budget_s": None, "batch": 4, "workers": 0},
     "infer": {"tta": ["identity"], "batch": 16, "conf": 0.01},
+    "verify": {"steps": 10},
     "tune": {"n_folds": 2, "bootstrap": 20},
 }
 
@@ -69,6 +71,22 @@ def test_local_score_writes_the_run_layout(at):
     assert machine["cpu_kernels"] == torch.backends.cpu.get_cpu_capability() and machine["torch"] == torch.__version__
     assert machine["cores"] == os.cpu_count() and machine["cpu"]
     assert describe_machine(machine).startswith(f"{machine['cpu']}, {os.cpu_count()} cores, {machine['cpu_kernels']} ")
+
+
+def test_local_score_trains_the_verifier_on_the_held_out_candidates_and_predict_uses_it(at):
+    """The cpu preset's verifier: a network per fold in verifier.pt, trained on the stored candidates of the other
+    fold; the out-of-fold rows carry its probability, score.json the detector's own F2; predict rescores with it
+    unless told not to."""
+    run = RunDir(at / "runs" / "x")
+    assert sorted(Verifier.load(run.verifier).nets) == [0, 1]
+    assert sorted(p.stem for p in run.verify_patches.glob("*.npz")) == sorted(pl.read_csv(run.folds_csv)["tomo_id"])
+    oof = pl.read_csv(run.oof)
+    scored = oof.filter(pl.col("verify_score").is_not_null())
+    assert len(scored) and (scored["score"] - scored["detector_score"] * scored["verify_score"]).abs().max() < 1e-9
+    assert 0 <= json.loads(run.score.read_text())["f2_detector_only"] <= 1
+    assert Predictor.from_run("x").verifier is not None
+    assert "verifier of 2 network(s)" in Predictor.from_run("x").describe()
+    assert Predictor.from_run("x", overrides={"verify": {"enabled": False}}).verifier is None
 
 
 def test_the_folds_share_one_store_of_stacks(at):

@@ -27,6 +27,7 @@ TINY = {
     "model": {"imgsz": 64, "width": 0.125},
     "train": {"epochs": 1, "time_budget_s": None, "batch": 4, "workers": 0},
     "infer": {"tta": ["identity"], "batch": 16, "conf": 0.01},
+    "verify": {"steps": 10},
     "tune": {"n_folds": 2, "bootstrap": 20},
 }
 

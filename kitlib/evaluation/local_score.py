@@ -1,10 +1,12 @@
 """Local scoring over folds: train the model that holds each fold out (or take it from the run: resumed or
-imported from Kaggle), predict its held-out fold with it alone, tune the presence rule on all out-of-fold
-predictions, and score with the competition metric. Extra training sources (`cfg.data.extra`) train every fold and
+imported from Kaggle), predict its held-out fold with it alone, train the verifier's fold networks on those
+candidates and rescore each fold with the network that never saw it (`verify.enabled`), tune the presence rule on
+all out-of-fold predictions, and score with the competition metric. Extra training sources (`cfg.data.extra`) train every fold and
 are never scored; the labels override (`cfg.data.labels_override`) corrects the labels of training and scoring alike.
 
 Writes into the run folder (`kitlib.run.RunDir`): `folds.csv`, `oof.csv` (best candidate per tomogram, its fold,
-whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and the kernels read) and plots.
+whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and the kernels read), `verifier.pt`
+and its material `verify/`, and plots.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from kitlib.infer.predictor import Predictor, predict_shard, resolve_device
 from kitlib.metric import breakdown, summarize
 from kitlib.presence import tune_presence
 from kitlib.run import RunDir, fold_of_file
+from kitlib.side_by_side import run_folds_side_by_side
 from kitlib.version import machine_stamp
 
 
@@ -123,13 +127,29 @@ def local_score(
         ckpt = trained[fold] if train_missing else run.fold_checkpoint(fold)
         if not ckpt.is_file():
             raise DataError(f"{ckpt}: fold {fold} has no checkpoint (train it: make push-kernel KERNEL=train FOLD={fold})")
-        predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False)
+        predictor = Predictor.from_run([ckpt], config=cfg, need_rule=False, verify=False)
         check_held_out(ckpt, predictor.detectors[0].meta, fold, held_out)
         epochs[int(fold)], checkpoints[int(fold)] = epochs_trained(ckpt), str(ckpt)
         trained_on[int(fold)] = predictor.detectors[0].meta.get("sources", {})
         jobs[fold] = predictor, held_out
-    predicted = predict_held_out(data, jobs, spacings, cfg.train.parallel_folds, progress)
-    oof = oof_outcomes(pl.concat(c.with_columns(pl.lit(fold).alias("fold")) for fold, c in predicted.items()), records)
+    verify = cfg.verify.enabled
+    shutil.rmtree(run.verify_patches, ignore_errors=True)  # the material of an earlier scoring of this run
+    run.verifier.unlink(missing_ok=True)  # ... and its verifier: a new one is trained below, or none is wanted
+    probes = {r.tomo_id: np.asarray(r.motors, np.float64).reshape(-1, 3) for r in records} if verify else None
+    predicted = predict_held_out(data, jobs, spacings, cfg.train.parallel_folds, progress,
+                                 patch_dir=run.verify_patches if verify else None, probes=probes)
+    oof = _pooled_outcomes(predicted, records)
+    detector_f2 = None
+    if verify:
+        from kitlib.presence.rule import f2_curve
+        from kitlib.verify.folds import rescore_held_out, train_fold_verifiers
+
+        detector_f2 = float(f2_curve(*(oof[c].to_numpy() for c in ("score", "has_motor", "hit")))[1].max())
+        verifier = train_fold_verifiers(run.verify_patches, records, folds, cfg.verify, cfg.train.seed,
+                                        cfg.train.parallel_folds if cfg.train.device == "cpu" else 1)
+        verifier.save(run.verifier)
+        predicted = {fold: rescore_held_out(c, run.verify_patches, verifier, fold) for fold, c in predicted.items()}
+        oof = _pooled_outcomes(predicted, records)
 
     scores, has_motor, hit = (oof[c].to_numpy() for c in ("score", "has_motor", "hit"))
     rule = tune_presence(scores, has_motor, hit, cfg.tune.rule, cfg.tune.bootstrap, cfg.tune.seed,
@@ -142,6 +162,7 @@ def local_score(
     result = {
         "f2": summary["f2"],
         "f2_ci": list(rule.f2_ci),
+        "f2_detector_only": detector_f2,  # with verify.enabled: the best F2 of the detector's scores, unverified
         "rule": rule.kind,
         "threshold": rule.value,
         **{k: summary[k] for k in ("tp", "fp", "fn", "tn", "n_tomograms", "median_dist_A")},
@@ -168,8 +189,11 @@ def local_score(
 
 
 def predict_held_out(data: CompetitionData, jobs: dict[int, tuple[Predictor, list[str]]],
-                     spacings: dict[str, float], parallel: int = 1, progress: bool = True) -> dict[int, pl.DataFrame]:
-    """Each fold's candidates for its held-out train tomograms (`jobs`: fold -> (its predictor, their ids)).
+                     spacings: dict[str, float], parallel: int = 1, progress: bool = True,
+                     patch_dir: Path | None = None, probes: dict[str, np.ndarray] | None = None
+                     ) -> dict[int, pl.DataFrame]:
+    """Each fold's candidates for its held-out train tomograms (`jobs`: fold -> (its predictor, their ids)); with
+    `patch_dir`, their candidates and the verifier's patches (also at `probes`) are stored there.
 
     One fold after another, or with CPU predictors `parallel` folds at once (`train.parallel_folds`, as they trained),
     each in a spawned process with an equal share of this process's threads: the same candidates as one after another
@@ -177,27 +201,19 @@ def predict_held_out(data: CompetitionData, jobs: dict[int, tuple[Predictor, lis
     """
     parallel = min(parallel, len(jobs)) if all(p.devices == ["cpu"] for p, _ in jobs.values()) else 1
     if parallel <= 1:
-        return {fold: predictor.predict_tomograms(data, "train", ids, spacings=spacings, progress=progress)
+        return {fold: predictor.predict_tomograms(data, "train", ids, spacings=spacings, progress=progress,
+                                                  patch_dir=patch_dir, probes=probes)
                 for fold, (predictor, ids) in jobs.items()}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    args = {fold: (predictor.cfg, predictor.checkpoints, data.root, "train", ids, spacings, None)
+            for fold, (predictor, ids) in jobs.items()}
+    return run_folds_side_by_side(partial(predict_shard, patch_dir=patch_dir, probes=probes), args, parallel,
+                                  "predicting the held-out tomograms",
+                                  lambda frame: f"{len(frame)} held-out tomograms predicted")
 
-    import torch
 
-    threads = max(1, torch.get_num_threads() // parallel)
-    print(f"predicting the held-out tomograms of folds {', '.join(map(str, jobs))} side by side ({parallel} at a "
-          f"time, {threads} thread{'s' if threads > 1 else ''} each)", flush=True)
-    started = time.perf_counter()
-    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {fold: pool.submit(predict_shard, predictor.cfg, predictor.checkpoints, data.root, "train", ids,
-                                     spacings, None, threads)
-                   for fold, (predictor, ids) in jobs.items()}
-        predicted = {}
-        for fold, future in futures.items():
-            predicted[fold] = future.result()
-            print(f"fold {fold}: {len(predicted[fold])} held-out tomograms predicted "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-    return predicted
+def _pooled_outcomes(predicted: dict[int, pl.DataFrame], records: Sequence[TomoRecord]) -> pl.DataFrame:
+    """Every fold's out-of-fold rows, with their fold and `oof_outcomes`."""
+    return oof_outcomes(pl.concat(c.with_columns(pl.lit(fold).alias("fold")) for fold, c in predicted.items()), records)
 
 
 def oof_outcomes(candidates: pl.DataFrame, records: Sequence[TomoRecord]) -> pl.DataFrame:
@@ -227,6 +243,8 @@ def format_table(result: dict) -> str:
     lines.append(f"{'OOF':>6} {result['f2']:7.4f}  95% CI [{lo:.3f}, {hi:.3f}]  rule={result['rule']} "
                  f"value={result['threshold']:.4g}  TP={result['tp']} FP={result['fp']} FN={result['fn']} "
                  f"TN={result['tn']}  median TP distance={'-' if dist is None else f'{dist:.0f} A'}")
+    if result.get("f2_detector_only") is not None:
+        lines.append(f"{'':>6} {result['f2_detector_only']:7.4f}  the detector alone, without the verifier")
     lines += [f"WARNING: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 

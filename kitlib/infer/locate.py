@@ -1,5 +1,6 @@
 """Tomogram -> motor candidates: normalise once, sweep 5-channel stacks through the detector(s) in every TTA view,
-map each detection back to a 3D point of the original grid, and fuse the points in 3D."""
+map each detection back to a 3D point of the original grid, and fuse the points in 3D; with `verify.enabled`, cut
+the verifier's patches around the candidates (and any probe points) from the same grid."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 from kitlib.config import KitConfig
 from kitlib.infer.fusion import Candidate, fuse_points, radius_voxels, spacing_or_assumed
 from kitlib.infer.tta import View, apply_view, invert_points
-from kitlib.preprocess import model_grid, stack_batches, to_original
+from kitlib.preprocess import model_grid, stack_batches, to_original, to_resampled
+from kitlib.verify.patches import cut_patches
 
 
 class Detector(Protocol):
@@ -26,12 +28,15 @@ class Detector(Protocol):
 
 @dataclass
 class Located:
-    """Candidates of one tomogram (best first) and where the time went."""
+    """Candidates of one tomogram (best first), where the time went, and with `verify.enabled` the verifier's patches
+    around the candidates and the probe points (`kitlib.verify.patches.cut_patches`)."""
 
     candidates: list[Candidate]
     seconds: dict[str, float] = field(default_factory=dict)
     n_stacks: int = 0
     n_views: int = 0
+    patches: np.ndarray | None = None
+    probe_patches: np.ndarray | None = None
 
     @property
     def best(self) -> Candidate | None:
@@ -61,11 +66,13 @@ def locate_motor(
     views: Sequence[View],
     voxel_spacing: float | None = None,
     slice_step: int | None = None,
+    probes: np.ndarray | None = None,
 ) -> Located:
     """Ranked motor candidates of one uint8 (z, y, x) tomogram, in voxels of its original grid.
 
     `volume` is normalised in place (it is not needed afterwards, and a copy would double peak memory).
     `detectors` is a fold ensemble: their points are pooled before fusion. All must share one stack stride.
+    `probes`: (M, 3) more points (original voxels) to cut verifier patches at, e.g. the labelled motors.
     """
     strides = {d.stack_stride for d in detectors}
     if len(strides) != 1:
@@ -102,4 +109,14 @@ def locate_motor(
     n_views = len(views) * len(detectors)
     candidates = fuse_points(pts, radius, n_views=n_views, top_k=icfg.top_k, per_view=icfg.per_view)
     seconds["fusion"] = time.perf_counter() - t
-    return Located(candidates, seconds, n_stacks=len(centres), n_views=n_views)
+    located = Located(candidates, seconds, n_stacks=len(centres), n_views=n_views)
+    if cfg.verify.enabled:
+        located.patches = _patches_at(grid, [(c.z, c.y, c.x) for c in candidates], volume.shape, cfg)
+        located.probe_patches = _patches_at(grid, [] if probes is None else probes, volume.shape, cfg)
+    return located
+
+
+def _patches_at(grid: np.ndarray, zyx, original_shape: tuple[int, ...], cfg: KitConfig) -> np.ndarray:
+    """The verifier's patches of `grid` at points given in voxels of the original tomogram."""
+    points = to_resampled(np.asarray(zyx, np.float64).reshape(-1, 3), original_shape, grid.shape)
+    return cut_patches(grid, points, cfg.verify)

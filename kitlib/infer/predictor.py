@@ -1,4 +1,4 @@
-"""`Predictor`: a run's fold models, config, presence rule and TTA views, resolved and checked once.
+"""`Predictor`: a run's fold models, verifier, config, presence rule and TTA views, resolved and checked once.
 
 Every entry point that predicts (the CLI, the demo, the inference kernel, the dry run, the bench) builds one with
 `Predictor.from_run`; local scoring builds one per fold. Everything that is not a tomogram is checked here, before the
@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -28,6 +28,9 @@ from kitlib.preprocess import grid_policy
 from kitlib.presence import PresenceRule
 from kitlib.run import RunDir, open_run
 
+if TYPE_CHECKING:
+    from kitlib.verify.verifier import Verifier
+
 AUTO_DEVICE = "auto"  # the first CUDA GPU when there is one, else the CPU
 
 
@@ -35,8 +38,9 @@ class Predictor:
     """Predicts splits with a fold ensemble. Build with `Predictor.from_run`."""
 
     def __init__(self, cfg: KitConfig, checkpoints: Sequence[Path], rule: PresenceRule | None, source: str,
-                 models_grid: bool = True):
-        """`models_grid`: predict on the grid policy the checkpoints were trained with, whatever `cfg` says."""
+                 models_grid: bool = True, verifier: Path | None = None):
+        """`models_grid`: predict on the grid policy the checkpoints were trained with, whatever `cfg` says.
+        `verifier`: a `verifier.pt` that rescores the candidates (its patch settings replace `cfg.verify`'s)."""
         self.source = source
         self.checkpoints = [Path(c) for c in checkpoints]
         if not self.checkpoints:
@@ -53,6 +57,14 @@ class Predictor:
         self.rule = rule
         self.detectors = self._load_detectors()
         self.cfg = self._grid_config(models_grid)
+        self.verifier_path = None if verifier is None else Path(verifier)
+        self.verifier: Verifier | None = None
+        if self.verifier_path is not None:
+            from kitlib.verify.verifier import Verifier
+
+            self.verifier = Verifier.load(self.verifier_path)
+            self.cfg = self.cfg.override({"verify": {**self.verifier.geometry(), "enabled": True}},
+                                         f"{self.verifier_path} (the verifier's patches)")
 
     @classmethod
     def from_run(
@@ -65,6 +77,7 @@ class Predictor:
         device: str | None = None,
         tta: Sequence[str] | None = None,
         need_rule: bool = True,
+        verify: bool = True,
     ) -> "Predictor":
         """A predictor for a run folder (or a weights dataset folder), or for explicit checkpoints.
 
@@ -78,6 +91,8 @@ class Predictor:
             device: `cpu`, `0`, ... or `auto`; default the config's.
             tta: view names instead of the config's `infer.tta`.
             need_rule: False for out-of-fold prediction, before any rule was tuned.
+            verify: rescore with the run's `verifier.pt` when it has one (unless `verify.enabled` is set false);
+                False for out-of-fold prediction, which the verifier is trained on.
         """
         if isinstance(source, (str, Path)):
             run = open_run(source)
@@ -95,7 +110,9 @@ class Predictor:
         cfg = cfg.override(changes, "--set" if overrides else where)
         rule = _resolve_rule(presence, run, need_rule)
         explicit_grid = bool(set(changes.get("preprocess", {})) & set(grid_policy(cfg.preprocess)))
-        return cls(cfg, checkpoints, rule, where, models_grid=not explicit_grid)
+        verify = verify and run is not None and run.verifier.is_file() and changes.get("verify", {}).get("enabled", True)
+        return cls(cfg, checkpoints, rule, where, models_grid=not explicit_grid,
+                   verifier=run.verifier if verify else None)
 
     def _load_detectors(self) -> list:
         from kitlib.model import ZDetector
@@ -142,7 +159,9 @@ class Predictor:
         return (f"{len(self.detectors)} model(s) {names} from {self.source}: {rule}, "
                 f"device {','.join(self.devices)}, grid {_describe_grid(self.cfg.preprocess)}, {size}, "
                 f"TTA {[v.name for v in self.views]}, "
-                f"slice step {icfg.slice_step}")
+                f"slice step {icfg.slice_step}, "
+                + (f"verifier of {len(self.verifier.nets)} network(s) rescoring the top {icfg.top_k} candidates"
+                   if self.verifier else "no verifier"))
 
     def predict_tomograms(
         self,
@@ -152,21 +171,27 @@ class Predictor:
         spacings: dict[str, float] | None = None,
         budget_s: float | None = None,
         progress: bool = True,
+        patch_dir: Path | None = None,
+        probes: dict[str, Any] | None = None,
     ) -> pl.DataFrame:
         """Best candidate per tomogram (`kitlib.infer.predict.CANDIDATE_SCHEMA`), in `tomo_ids` order; see
-        `predict_tomograms`. With several devices the tomograms are dealt round-robin to one worker process per
-        device, each with the whole budget for its share (they run side by side)."""
-        return self._predict(self.cfg, data, split, tomo_ids, spacings, budget_s, progress)
+        `predict_tomograms` (`patch_dir`, `probes`: the verifier's training material). With several devices the
+        tomograms are dealt round-robin to one worker process per device, each with the whole budget for its share
+        (they run side by side)."""
+        return self._predict(self.cfg, data, split, tomo_ids, spacings, budget_s, progress, patch_dir, probes)
 
     def _predict(self, cfg: KitConfig, data: CompetitionData, split: str, tomo_ids: Sequence[str],
-                 spacings: dict[str, float] | None, budget_s: float | None, progress: bool) -> pl.DataFrame:
+                 spacings: dict[str, float] | None, budget_s: float | None, progress: bool,
+                 patch_dir: Path | None = None, probes: dict[str, Any] | None = None) -> pl.DataFrame:
         if len(self.devices) == 1:
             return predict_tomograms(data, split, tomo_ids, self.detectors, cfg, self.views, spacings=spacings,
-                                     budget_s=budget_s, progress=progress)
-        return self._predict_sharded(cfg, data, split, list(tomo_ids), spacings, budget_s)
+                                     budget_s=budget_s, progress=progress, verifier=self.verifier,
+                                     patch_dir=patch_dir, probes=probes)
+        return self._predict_sharded(cfg, data, split, list(tomo_ids), spacings, budget_s, patch_dir, probes)
 
     def _predict_sharded(self, cfg: KitConfig, data: CompetitionData, split: str, tomo_ids: list[str],
-                         spacings: dict[str, float] | None, budget_s: float | None) -> pl.DataFrame:
+                         spacings: dict[str, float] | None, budget_s: float | None, patch_dir: Path | None,
+                         probes: dict[str, Any] | None) -> pl.DataFrame:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -175,7 +200,8 @@ class Predictor:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
             futures = [pool.submit(predict_shard, cfg.override({"infer": {"device": device}}, self.source),
-                                   self.checkpoints, data.root, split, ids, spacings, deadline)
+                                   self.checkpoints, data.root, split, ids, spacings, deadline,
+                                   verifier=self.verifier_path, patch_dir=patch_dir, probes=probes)
                        for device, ids in shards if ids]
             results = []
             for (device, ids), future in zip([s for s in shards if s[1]], futures):
@@ -219,16 +245,20 @@ class Predictor:
 
 
 def predict_shard(cfg: KitConfig, checkpoints: list[Path], root: Path, split: str, tomo_ids: list[str],
-                  spacings: dict[str, float] | None, deadline: float | None, threads: int | None = None
+                  spacings: dict[str, float] | None, deadline: float | None, threads: int | None = None,
+                  verifier: Path | None = None, patch_dir: Path | None = None, probes: dict[str, Any] | None = None,
                   ) -> pl.DataFrame:
     """One worker's share: its own predictor on `cfg`'s device and grid (runs in a spawned process), within the time
-    left before `deadline` (a `time.time()`; None: no budget), with `threads` torch threads (None: the default)."""
+    left before `deadline` (a `time.time()`; None: no budget), with `threads` torch threads (None: the default),
+    rescored by `verifier` (a `verifier.pt`), writing the verifier's material to `patch_dir` (`predict_tomograms`)."""
     from kitlib import runtime
 
     runtime.prepare(threads=threads)
-    predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}", models_grid=False)
+    predictor = Predictor(cfg, checkpoints, None, f"worker on {cfg.infer.device}", models_grid=False,
+                          verifier=verifier)
     budget_s = None if deadline is None else deadline - time.time()
-    return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False)
+    return predictor.predict_tomograms(CompetitionData(root), split, tomo_ids, spacings, budget_s, progress=False,
+                                       patch_dir=patch_dir, probes=probes)
 
 
 def merge_shards(tomo_ids: Sequence[str], results: Sequence[tuple[str, list[str], pl.DataFrame | BaseException]]

@@ -13,7 +13,8 @@ Each folder holds its files, a `manifest.json` (name, bytes, sha256 of every fil
   kernel's Python and platform, plus `requirements.txt`. In the kernel:
   `pip install --no-index --no-deps --find-links <dataset> -r <dataset>/requirements.txt`
   (`--no-deps`: Kaggle's torch / numpy / opencv stay untouched).
-- `weights`: every fold's `weights/best.pt` of a run (renamed `<fold>.pt`), its `presence.json` and `config.yaml`.
+- `weights`: every fold's `weights/best.pt` of a run (renamed `<fold>.pt`), its `presence.json`, `config.yaml` and
+  `verifier.pt` when it has one (plain tensors and numbers: copied as it is).
   The checkpoints are sanitized copies: ultralytics stores `git` (root, branch, commit, origin: a remote URL that may
   carry a token) and `train_args` (absolute local paths) in each; credentials leave every URL and absolute paths
   become relative to the run (else their file name), everywhere in the checkpoint. The run's files are not touched.
@@ -407,8 +408,8 @@ def build_weights(
     prefix: str = DEFAULT_PREFIX,
     config_name: str = "config.yaml",
 ) -> Path:
-    """The `weights` dataset from a run: sanitized copies of the fold weights (or `weights`), presence.json and the
-    run's config YAML; the manifest names the sources relative to the run."""
+    """The `weights` dataset from a run: sanitized copies of the fold weights (or `weights`), presence.json, the
+    run's config YAML and its verifier; the manifest names the sources relative to the run."""
     from kitlib.config import KitConfig
 
     if not run_dir.is_dir():
@@ -434,7 +435,8 @@ def build_weights(
     fold_of = {p.resolve(): fold for fold, p in run.fold_checkpoints().items()}
     # a fold model keeps its fold in the flat dataset (fold2.pt); any other file keeps its name
     names = {p: run.fold_file(fold_of[p.resolve()]).name if p.resolve() in fold_of else p.name for p in paths}
-    taken = [n for n in names.values() if n in (run.presence.name, run.config.name, MANIFEST_FILE, METADATA_FILE)]
+    taken = [n for n in names.values()
+             if n in (run.presence.name, run.config.name, run.verifier.name, MANIFEST_FILE, METADATA_FILE)]
     if len(set(names.values())) != len(names) or taken:
         raise DataError(f"{run_dir}: weights would collide in the flat dataset: {sorted(names.values())}")
     folder = _fresh(out)
@@ -444,6 +446,9 @@ def build_weights(
     flat = RunDir(folder)  # the dataset is read as a run folder of flat checkpoints
     _copy_scrubbed_text(presence, flat.presence, bases)
     _copy_scrubbed_text(config, flat.config, bases)
+    if run.verifier.is_file():
+        shutil.copy2(run.verifier, flat.verifier)
+        names[run.verifier] = flat.verifier.name
     sources = {name: _run_relative(path, run_dir) for path, name in names.items()}
     extra = {"run": run_dir.resolve().name, "weights": sources}
     return _finish(folder, "weights", username, prefix, root, extra, version_stamp(root))

@@ -141,9 +141,10 @@ class VerifyConfig:
 
     enabled: bool = False
     patch: int = 40  # in-plane side of the patch the network sees, in (binned) grid voxels
-    shift: int = 12  # training moves the patch up to this many voxels off the candidate (its cut is patch + 2 shift)
     planes: int = 9  # z planes of the patch (odd), `plane_step` (binned) slices apart; they are its channels
     plane_step: int = 2
+    shift: int = 12  # training moves the patch up to this many voxels off the candidate in-plane ...
+    shift_z: int = 2  # ... and this many slices along z (stored patches have the room: `kitlib.verify.patches`)
     bin: int = 4  # the grid is averaged over bin^3 voxels first: 4 makes the default's 16 A the cpu preset's 64 A
     width: float = 1.0  # the network's channel multiple (16, 24, 48, 64 at 1.0)
     steps: int = 4000  # a fixed count of optimizer steps, half positives and half negatives in each batch
@@ -336,7 +337,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "infer.slice_step": (1, None), "infer.batch": (1, None), "infer.conf": (0, 1), "infer.imgsz": (32, None),
     "infer.fuse_radius_factor": (1e-6, None), "infer.per_view": (1, None), "infer.top_k": (1, None),
     "infer.decode_threads": (1, None),
-    "verify.patch": (8, None), "verify.shift": (0, None), "verify.planes": (1, None), "verify.plane_step": (1, None),
+    "verify.patch": (8, None), "verify.shift": (0, None), "verify.shift_z": (0, None), "verify.planes": (1, None), "verify.plane_step": (1, None),
     "verify.bin": (1, None), "verify.width": (1e-6, None), "verify.steps": (1, None), "verify.batch": (2, None),
     "verify.lr": (1e-12, None),
     "tune.bootstrap": (0, None), "tune.n_folds": (2, None),

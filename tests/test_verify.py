@@ -15,29 +15,30 @@ from kitlib.data.labels import TomoRecord
 from kitlib.infer.predict import CANDIDATE_SCHEMA
 from kitlib.run import RunDir
 from kitlib.verify.folds import rescore_held_out
-from kitlib.verify.patches import augment, centre_crop, cut_patches, cut_side
+from kitlib.verify.patches import augment, cut_patches, cut_shape, network_input
 from kitlib.verify.rescore import best_verified, verified_scores
 from kitlib.verify.store import TomoPatches, candidate_labels, load_tomo_patches, save_tomo_patches, training_samples
 from kitlib.verify.train import train_net
 from kitlib.verify.verifier import Verifier
 
-SMALL = VerifyConfig(patch=12, shift=2, planes=3, plane_step=2, bin=1, width=0.5, steps=1)
+SMALL = VerifyConfig(patch=12, shift=2, planes=3, plane_step=2, shift_z=1, bin=1, width=0.5, steps=1)
+DEPTH, SIDE = cut_shape(SMALL)  # 7 slices, 16 voxels
 
 
-def test_a_patch_is_centred_on_its_point_with_planes_plane_step_apart():
+def test_a_patch_is_centred_on_its_point_and_the_network_sees_planes_plane_step_apart():
     grid = np.zeros((20, 30, 30), np.uint8)
-    grid[10, 14, 17] = 200
-    grid[12, 14, 17] = 100  # one plane_step below
+    grid[10, 14, 17] = 192
+    grid[12, 14, 17] = 160  # one plane_step below
     patches = cut_patches(grid, np.array([[10.2, 13.8, 17.4]]), SMALL)
-    assert patches.shape == (1, 3, cut_side(SMALL), cut_side(SMALL)) and patches.dtype == np.uint8
-    centre = cut_side(SMALL) // 2
-    assert patches[0, 1, centre, centre] == 200 and patches[0, 2, centre, centre] == 100
-    assert patches.sum() == 300  # nothing else came along
+    assert patches.shape == (1, DEPTH, SIDE, SIDE) == (1, 7, 16, 16) and patches.dtype == np.uint8
+    assert patches[0, 3, 8, 8] == 192 and patches[0, 5, 8, 8] == 160 and patches.sum() == 352  # nothing else came
+    x = network_input(patches, SMALL)  # the centred window: slices 1, 3, 5 of 7, voxels 2..13
+    assert x.shape == (1, 3, 12, 12) and x[0, 1, 6, 6] == 1.0 and x[0, 2, 6, 6] == 0.5 and (x > -2).sum() == 2
 
 
 def test_points_at_the_edge_see_the_grid_mirrored_as_the_stacks_are():
     grid = np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8)
-    vcfg = VerifyConfig(patch=4, shift=0, planes=3, plane_step=1, bin=1)
+    vcfg = VerifyConfig(patch=4, shift=0, planes=3, plane_step=1, shift_z=0, bin=1)
     patch = cut_patches(grid, np.array([[0, 0, 0]]), vcfg)[0]
     assert np.array_equal(patch[0], patch[2])  # slice -1 is slice 1
     assert patch[1, 1, 1] == grid[0, 1, 1] and patch[1, 2, 2] == grid[0, 0, 0]  # y, x -2 / -1 are 2 / 1
@@ -46,19 +47,27 @@ def test_points_at_the_edge_see_the_grid_mirrored_as_the_stacks_are():
 def test_binning_averages_bin_cubed_voxels():
     grid = np.zeros((16, 16, 16), np.uint8)
     grid[8:10, 8:10, 8:10] = 80  # one binned voxel (bin 2), where the point (8.5, 8.5, 8.5) rounds to
-    vcfg = VerifyConfig(patch=4, shift=0, planes=1, plane_step=1, bin=2)
+    vcfg = VerifyConfig(patch=4, shift=0, planes=1, plane_step=1, shift_z=0, bin=2)
     patch = cut_patches(grid, np.array([[8.5, 8.5, 8.5]]), vcfg)[0, 0]
     assert patch.shape == (4, 4) and patch[2, 2] == 80 and patch.sum() == 80
 
 
-def test_augmented_views_keep_a_centred_point_in_the_centre():
+def test_augmented_views_keep_a_centred_point_in_the_centre_and_shifts_stay_within_the_room():
+    vcfg = VerifyConfig(patch=13, shift=0, planes=3, plane_step=1, shift_z=0)  # no room: flips, rotations, contrast
     patches = np.zeros((8, 3, 13, 13), np.uint8)
     patches[:, 1, 6, 6] = 255
-    views = augment(patches, 13, np.random.default_rng(0))  # no room to shift: only flips, rotations, contrast
+    views = augment(patches, vcfg, np.random.default_rng(0))
     assert views.shape == (8, 3, 13, 13) and views.dtype == np.float32
     assert all(np.unravel_index(np.argmax(v), v.shape) == (1, 6, 6) for v in views)
-    assert np.array_equal(centre_crop(np.arange(25).reshape(1, 1, 5, 5), 3)[0, 0], [[6, 7, 8], [11, 12, 13],
-                                                                                       [16, 17, 18]])
+    patches = np.zeros((64, DEPTH, SIDE, SIDE), np.uint8)
+    patches[:, DEPTH // 2, SIDE // 2, SIDE // 2] = 255  # one slice: a window moved by a slice misses it
+    views = augment(patches, SMALL, np.random.default_rng(1))
+    seen = np.array([v.max() > v.min() for v in views])
+    assert 0 < seen.sum() < len(views)  # moved along z in some views (by 1 slice: plane_step 2 skips it), not all
+    peaks = np.array([np.unravel_index(np.argmax(v), v.shape) for v in views[seen]])
+    assert set(peaks[:, 0]) == {1}  # and never by a whole plane
+    # in-plane up to 2 voxels from the centre (voxel 6 of 12, or 5 when flipped)
+    assert 3 <= peaks[:, 1:].min() and peaks[:, 1:].max() <= 8 and len(np.unique(peaks[:, 1:], axis=0)) > 4
 
 
 def test_the_verified_score_needs_both_stages_and_ties_keep_the_detectors_order():
@@ -79,9 +88,8 @@ def test_candidates_are_labelled_by_the_hit_radius_and_unknown_where_motors_are_
 
 
 def test_stored_patches_round_trip_and_give_training_samples(tmp_path):
-    side = cut_side(SMALL)
     item = TomoPatches("t", np.array([[20.0, 50.0, 50.0], [20.0, 50.0, 400.0]]), np.array([0.7, 0.2]),
-                       np.full((2, 3, side, side), 7, np.uint8), np.full((1, 3, side, side), 9, np.uint8))
+                       np.full((2, DEPTH, SIDE, SIDE), 7, np.uint8), np.full((1, DEPTH, SIDE, SIDE), 9, np.uint8))
     save_tomo_patches(tmp_path, item)
     back = load_tomo_patches(tmp_path, "t")
     assert np.array_equal(back.zyx, item.zyx) and np.array_equal(back.patches, item.patches)
@@ -95,14 +103,14 @@ def test_stored_patches_round_trip_and_give_training_samples(tmp_path):
 
 def toy_patches(n: int, rng: np.random.Generator, vcfg: VerifyConfig) -> tuple[np.ndarray, np.ndarray]:
     """Noise with a dark blob: at the centre for motors (label 1), off-centre (a decoy) or absent otherwise."""
-    side = cut_side(vcfg)
+    depth, side = cut_shape(vcfg)
     yy, xx = np.mgrid[0:side, 0:side] - side // 2
     labels = np.arange(n) % 2 == 0
-    patches = rng.normal(128, 12, (n, vcfg.planes, side, side))
+    patches = rng.normal(128, 12, (n, depth, side, side))
     for i in range(n):
         if labels[i] or i % 4 == 1:
             cy, cx = (0, 0) if labels[i] else rng.choice([-1, 1], 2) * rng.integers(6, 9, 2)
-            patches[i, vcfg.planes // 2] -= 70 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+            patches[i, depth // 2 - 1 : depth // 2 + 2] -= 70 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
     return np.clip(patches, 0, 255).astype(np.uint8), labels
 
 
@@ -113,7 +121,7 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def test_the_network_learns_a_centred_motor_from_a_decoy(tmp_path):
     torch.set_num_threads(1)
-    vcfg = VerifyConfig(patch=24, shift=2, planes=3, plane_step=2, bin=1, width=0.5, steps=150, batch=16)
+    vcfg = VerifyConfig(patch=24, shift=2, planes=3, plane_step=2, shift_z=1, bin=1, width=0.5, steps=150, batch=16)
     rng = np.random.default_rng(0)
     train_x, train_y = toy_patches(64, rng, vcfg)
     test_x, test_y = toy_patches(40, rng, vcfg)
@@ -124,11 +132,11 @@ def test_the_network_learns_a_centred_motor_from_a_decoy(tmp_path):
 
     loaded = Verifier.load(verifier.save(tmp_path / "verifier.pt"))
     assert np.allclose(loaded.probability(test_x), verifier.probability(test_x), atol=1e-6)
-    assert loaded.geometry() == {"patch": 24, "shift": 2, "planes": 3, "plane_step": 2, "bin": 1}
+    assert loaded.geometry() == {"patch": 24, "shift": 2, "shift_z": 1, "planes": 3, "plane_step": 2, "bin": 1}
 
 
 def test_a_network_needs_both_classes_and_a_bad_file_is_named():
-    patches = np.zeros((4, 3, cut_side(SMALL), cut_side(SMALL)), np.uint8)
+    patches = np.zeros((4, DEPTH, SIDE, SIDE), np.uint8)
     with pytest.raises(ValueError, match="needs motor and non-motor patches; got 4 and 0"):
         train_net(patches, np.ones(4, bool), SMALL)
 
@@ -148,9 +156,9 @@ def test_a_fold_is_rescored_by_its_own_network(tmp_path):
     nets = {0: PatchNet(SMALL.planes, SMALL.width), 1: PatchNet(SMALL.planes, SMALL.width)}
     verifier = Verifier(nets, SMALL)
     rng = np.random.default_rng(1)
-    side = cut_side(SMALL)
     item = TomoPatches("t", rng.uniform(0, 50, (4, 3)), np.array([0.5, 0.45, 0.4, 0.1]),
-                       rng.integers(0, 255, (4, 3, side, side), dtype=np.uint8), np.zeros((0, 3, side, side), np.uint8))
+                       rng.integers(0, 255, (4, DEPTH, SIDE, SIDE), dtype=np.uint8),
+                       np.zeros((0, DEPTH, SIDE, SIDE), np.uint8))
     save_tomo_patches(tmp_path, item)
     row = {**{k: None for k in CANDIDATE_SCHEMA}, "tomo_id": "t", "z": 1.0, "y": 2.0, "x": 3.0, "score": 0.5}
     frame = pl.DataFrame([row], schema=CANDIDATE_SCHEMA)

@@ -13,7 +13,7 @@ from kitlib.verify.patches import augment
 
 
 def train_net(patches: np.ndarray, labels: np.ndarray, vcfg: VerifyConfig, seed: int = 0) -> PatchNet:
-    """A `PatchNet` trained on uint8 (N, planes, S, S) cut patches with 0/1 `labels`, `vcfg.steps` steps of
+    """A `PatchNet` trained on stored uint8 patches (`cut_patches`) with 0/1 `labels`, `vcfg.steps` steps of
     `vcfg.batch`; ValueError when either class is missing. The same inputs, seed and threads give the same weights."""
     labels = np.asarray(labels, bool)
     positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
@@ -21,7 +21,7 @@ def train_net(patches: np.ndarray, labels: np.ndarray, vcfg: VerifyConfig, seed:
         raise ValueError(f"the verifier needs motor and non-motor patches; got {len(positives)} and {len(negatives)}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = PatchNet(patches.shape[1], vcfg.width).to(memory_format=torch.channels_last)
+    net = PatchNet(vcfg.planes, vcfg.width).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=vcfg.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, vcfg.lr, total_steps=vcfg.steps)
     half = vcfg.batch // 2
@@ -29,7 +29,7 @@ def train_net(patches: np.ndarray, labels: np.ndarray, vcfg: VerifyConfig, seed:
     net.train()
     for _ in range(vcfg.steps):
         batch = np.concatenate([rng.choice(positives, half), rng.choice(negatives, vcfg.batch - half)])
-        x = torch.from_numpy(augment(patches[batch], vcfg.patch, rng)).to(memory_format=torch.channels_last)
+        x = torch.from_numpy(augment(patches[batch], vcfg, rng)).to(memory_format=torch.channels_last)
         loss = F.binary_cross_entropy_with_logits(net(x), target)
         optimizer.zero_grad()
         loss.backward()

@@ -18,11 +18,11 @@ import torch
 from kitlib.config import VerifyConfig
 from kitlib.data.errors import DataError
 from kitlib.verify.net import PatchNet
-from kitlib.verify.patches import centre_crop, to_input, tta_views
+from kitlib.verify.patches import network_input, tta_views
 from kitlib.version import package_version
 
 # The settings that decide what a patch is: prediction cuts patches as the networks were trained on them.
-GEOMETRY = ("patch", "shift", "planes", "plane_step", "bin")
+GEOMETRY = ("patch", "shift", "shift_z", "planes", "plane_step", "bin")
 
 
 class Verifier:
@@ -39,12 +39,12 @@ class Verifier:
         return {key: getattr(self.vcfg, key) for key in GEOMETRY}
 
     def probability(self, patches: np.ndarray, fold: int | None = None) -> np.ndarray:
-        """P(motor) of uint8 (N, planes, S, S) cut patches: the mean over the TTA views (`tta_views`) and over the
-        fold networks, or `fold`'s network alone."""
+        """P(motor) of stored uint8 patches (`kitlib.verify.patches.cut_patches`): the mean over the TTA views
+        (`tta_views`) and over the fold networks, or `fold`'s network alone."""
         if not len(patches):
             return np.zeros(0)
         nets = list(self.nets.values()) if fold is None else [self.nets[int(fold)]]
-        x = to_input(centre_crop(patches, self.vcfg.patch))
+        x = network_input(patches, self.vcfg)
         with torch.no_grad():
             logits = [net(torch.from_numpy(np.ascontiguousarray(view))) for net in nets for view in tta_views(x)]
         return torch.sigmoid(torch.stack(logits)).mean(0).double().numpy()

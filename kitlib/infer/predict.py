@@ -100,6 +100,7 @@ def predict_tomograms(
             t = time.perf_counter()
             located = locate_motor(volume, detectors, cfg, views[: plan.n_views], spacing, slice_step=plan.slice_step,
                                    probes=(probes or {}).get(tomo_id))
+            best, score, probability = _choose(located, verifier)
         except Exception as e:  # e.g. out of GPU memory on one huge tomogram: lose that row, not the whole split
             error = f"{folder}: prediction failed: {type(e).__name__}: {e}"
             warnings.warn(f"{error}\n{traceback.format_exc()} -> predicting no motor for {tomo_id}", stacklevel=2)
@@ -112,7 +113,6 @@ def predict_tomograms(
         planner.record(stage["model"], seconds - stage["model"] + wait_s, plan.n_views, located.n_stacks)
         if patch_dir is not None:
             save_tomo_patches(patch_dir, _tomo_patches(tomo_id, located))
-        best, score, probability = _choose(located, verifier)
         zyx = (best.z, best.y, best.x) if best else (-1.0, -1.0, -1.0)
         rows.append((tomo_id, *zyx, score, best.score if best else 0.0, probability, plan.n_views, plan.slice_step,
                      seconds, None, read_s.get(folder, 0.0), wait_s, stage["normalize"], stage["model"],

@@ -194,5 +194,5 @@ def test_augmentation_and_optimizer_settings_reach_the_ultralytics_trainer(tmp_p
 
 
 def test_training_length_in_words():
-    assert KitConfig.preset("cpu").train.length() == "43 epochs"
+    assert KitConfig.preset("cpu").train.length() == "38 epochs"
     assert KitConfig(train=TrainConfig(time_budget_s=420.0)).train.length() == "7 min (epochs fitted to the time)"

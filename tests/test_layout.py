@@ -65,3 +65,10 @@ def test_the_run_layout_is_spelled_out_once():
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if quoted.search(line.split("#")[0]) and '"""' not in line]
     assert not elsewhere, elsewhere
+
+
+def test_every_folder_of_kitlib_is_a_package():
+    """The kernel imports kitlib from a zipped wheel, where a folder without __init__.py (a namespace package) is not
+    found."""
+    folders = {p.parent for p in KITLIB.rglob("*.py") if "__pycache__" not in p.parts}
+    assert not [str(f) for f in folders if not (f / "__init__.py").is_file()]

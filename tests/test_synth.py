@@ -16,6 +16,7 @@ from PIL import Image
 from kitlib.data.errors import DataError
 from kitlib.data.labels import COORD_COLUMNS, LABEL_COLUMNS, load_labels, solution_frame
 from kitlib.data.synth import MARKER, SIZES, STYLE_FILE, STYLES, synthesize
+from kitlib.data.synth import generate
 from kitlib.data.synth.generate import GENERATOR, motor_counts
 from kitlib.data.synth.render import NoiseStream, _low_pass, filter_density, render_slabs
 from kitlib.data.synth.scene import REPORTED_TEST_SHAPE, draw_acquisition, draw_imaging, plan_scene
@@ -74,6 +75,14 @@ def test_same_seed_same_bytes_other_seed_differs(dataset, tmp_path):
     assert set(file_hashes(other.out).values()).isdisjoint(
         h for name, h in file_hashes(dataset.out).items() if name.endswith(".jpg")
     )
+
+
+def test_many_tomograms_are_written_by_a_process_per_core_byte_for_byte_as_one_process_would(tmp_path, monkeypatch):
+    n = generate.PROCESSES_FROM
+    parallel = synthesize(tmp_path / "parallel", n_train=n - 2, n_test=2, size="tiny", seed=3, progress=False)
+    monkeypatch.setattr(generate, "PROCESSES_FROM", 10**9)
+    one = synthesize(tmp_path / "one", n_train=n - 2, n_test=2, size="tiny", seed=3, progress=False)
+    assert file_hashes(parallel.out) == file_hashes(one.out) and parallel.train == one.train
 
 
 def test_rerun_replaces_but_foreign_folder_is_refused(tmp_path):

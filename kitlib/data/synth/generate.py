@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ GENERATOR = 2  # bumped when the same arguments would write different tomograms 
 MARKER = ".synth.json"  # marks a folder this module wrote (with its arguments), so a rerun may replace it
 STYLE_FILE = ".synth-styles.csv"  # tomo_id, split, style: which appearance family each tomogram was drawn from
 SPLITS = ("train", "test")
+PROCESSES_FROM = 16  # tomograms: from this many on, a process per core writes them (a process costs ~1 s to start)
 
 
 @dataclass
@@ -80,13 +83,18 @@ def synthesize(
     jobs += [("test", i, tid) for i, tid in enumerate(ids[n_train:])]
     counts = {"train": motor_counts(seed, "train", n_train), "test": motor_counts(seed, "test", n_test)}
     result = SynthResult(out=out, train=[], test=[])
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for split, index, tomo_id in tqdm(jobs, desc="synth", unit="tomo", disable=not progress):
-            record, style = write_tomogram(
-                out / split / tomo_id, SIZES[size], seed, split, index, counts[split][index], pool, styles
-            )
+    args = [(out / split / tomo_id, size, seed, split, index, counts[split][index], styles)
+            for split, index, tomo_id in jobs]
+    workers = min(os.cpu_count() or 1, 4) if len(jobs) >= PROCESSES_FROM else 1
+    bar = tqdm(total=len(jobs), desc="synth", unit="tomo", disable=not progress)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 \
+            else contextlib.nullcontext() as pool:
+        written = pool.map(_write_job, args) if pool else map(_write_job, args)
+        for (split, _, tomo_id), (record, style) in zip(jobs, written):  # in job order, whichever finished first
             getattr(result, split).append(record)
             result.styles[tomo_id] = style
+            bar.update()
+    bar.close()
     result.csvs = write_csvs(out, result.train, result.test)
     pl.DataFrame(
         [(tid, split, result.styles[tid]) for split, _, tid in jobs], schema=["tomo_id", "split", "style"], orient="row"
@@ -124,6 +132,13 @@ def motor_counts(seed: int, split: str, n: int) -> list[int]:
     rng = np.random.default_rng([seed, SPLITS.index(split), 0xC0])
     free = set(rng.permutation(n)[: round(n * REAL_LABEL_STATS.motor_free_fraction)].tolist())
     return [0 if i in free else (draw_motor_count(rng) if split == "train" else 1) for i in range(n)]
+
+
+def _write_job(args: tuple) -> tuple[TomoRecord, str]:
+    """`write_tomogram` for one job of `synthesize` (in a worker process when there are many), with its own encoders."""
+    folder, size, seed, split, index, n_motors, styles = args
+    with ThreadPoolExecutor(max_workers=2) as encoders:
+        return write_tomogram(folder, SIZES[size], seed, split, index, n_motors, encoders, styles)
 
 
 def write_tomogram(

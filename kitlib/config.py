@@ -270,7 +270,8 @@ class KitConfig:
         if p.z_average % 2 == 0:
             raise ConfigError(f"{source}: preprocess.z_average: must be odd (centred on the slice), got {p.z_average}")
         if self.verify.planes % 2 == 0:
-            raise ConfigError(f"{source}: verify.planes: must be odd (centred on the candidate), got {self.verify.planes}")
+            raise ConfigError(f"{source}: verify.planes: must be odd (centred on the candidate), "
+                              f"got {self.verify.planes}")
         if not self.infer.tta:
             raise ConfigError(f"{source}: infer.tta: name at least one view (e.g. [identity])")
 

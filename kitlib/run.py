@@ -284,5 +284,5 @@ def new_run(
     return rd, cfg
 
 
-__all__ = ["DEFAULT_PROJECT", "VERIFIER_FILE", "RunDir", "RunExistsError", "best_checkpoint", "claim_run", "fold_of_file",
-           "last_checkpoint", "new_run", "open_run", "run_dir"]
+__all__ = ["DEFAULT_PROJECT", "VERIFIER_FILE", "RunDir", "RunExistsError", "best_checkpoint", "claim_run",
+           "fold_of_file", "last_checkpoint", "new_run", "open_run", "run_dir"]

@@ -1,8 +1,9 @@
 """Local scoring over folds: train the model that holds each fold out (or take it from the run: resumed or
 imported from Kaggle), predict its held-out fold with it alone, train the verifier's fold networks on those
 candidates and rescore each fold with the network that never saw it (`verify.enabled`), tune the presence rule on
-all out-of-fold predictions, and score with the competition metric. Extra training sources (`cfg.data.extra`) train every fold and
-are never scored; the labels override (`cfg.data.labels_override`) corrects the labels of training and scoring alike.
+all out-of-fold predictions, and score with the competition metric. Extra training sources (`cfg.data.extra`) train
+every fold and are never scored; the labels override (`cfg.data.labels_override`) corrects the labels of training and
+scoring alike.
 
 Writes into the run folder (`kitlib.run.RunDir`): `folds.csv`, `oof.csv` (best candidate per tomogram, its fold,
 whether it is a hit), `score.json`, `presence.json` (the tuned rule predict and the kernels read), `verifier.pt`
@@ -32,7 +33,7 @@ from kitlib.evaluation.plots import plot_f2_curve, plot_score_hist
 from kitlib.infer.predict import candidates_to_submission
 from kitlib.infer.predictor import Predictor, predict_shard, resolve_device
 from kitlib.metric import breakdown, summarize
-from kitlib.presence import tune_presence
+from kitlib.presence import f2_curve, tune_presence
 from kitlib.run import RunDir, fold_of_file
 from kitlib.side_by_side import run_folds_side_by_side
 from kitlib.version import machine_stamp
@@ -141,15 +142,8 @@ def local_score(
     oof = _pooled_outcomes(predicted, records)
     detector_f2 = None
     if verify:
-        from kitlib.presence.rule import f2_curve
-        from kitlib.verify.folds import rescore_held_out, train_fold_verifiers
-
         detector_f2 = float(f2_curve(*(oof[c].to_numpy() for c in ("score", "has_motor", "hit")))[1].max())
-        verifier = train_fold_verifiers(run.verify_patches, records, folds, cfg.verify, cfg.train.seed,
-                                        cfg.train.parallel_folds if cfg.train.device == "cpu" else 1)
-        verifier.save(run.verifier)
-        predicted = {fold: rescore_held_out(c, run.verify_patches, verifier, fold) for fold, c in predicted.items()}
-        oof = _pooled_outcomes(predicted, records)
+        oof = _pooled_outcomes(_verified(predicted, run, records, folds, cfg), records)
 
     scores, has_motor, hit = (oof[c].to_numpy() for c in ("score", "has_motor", "hit"))
     rule = tune_presence(scores, has_motor, hit, cfg.tune.rule, cfg.tune.bootstrap, cfg.tune.seed,
@@ -209,6 +203,19 @@ def predict_held_out(data: CompetitionData, jobs: dict[int, tuple[Predictor, lis
     return run_folds_side_by_side(partial(predict_shard, patch_dir=patch_dir, probes=probes), args, parallel,
                                   "predicting the held-out tomograms",
                                   lambda frame: f"{len(frame)} held-out tomograms predicted")
+
+
+def _verified(predicted: dict[int, pl.DataFrame], run: RunDir, records: list[TomoRecord], folds: dict[str, int],
+              cfg: KitConfig) -> dict[int, pl.DataFrame]:
+    """The held-out candidates rescored: the verifier's fold networks trained on the material `predict_held_out`
+    stored (side by side on the CPU, as the folds trained), saved as the run's `verifier.pt`, each fold's rows
+    rescored by the network that never saw it."""
+    from kitlib.verify.folds import rescore_held_out, train_fold_verifiers
+
+    parallel = cfg.train.parallel_folds if cfg.train.device == "cpu" else 1
+    verifier = train_fold_verifiers(run.verify_patches, records, folds, cfg.verify, cfg.train.seed, parallel)
+    verifier.save(run.verifier)
+    return {fold: rescore_held_out(c, run.verify_patches, verifier, fold) for fold, c in predicted.items()}
 
 
 def _pooled_outcomes(predicted: dict[int, pl.DataFrame], records: Sequence[TomoRecord]) -> pl.DataFrame:

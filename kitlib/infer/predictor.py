@@ -110,9 +110,9 @@ class Predictor:
         cfg = cfg.override(changes, "--set" if overrides else where)
         rule = _resolve_rule(presence, run, need_rule)
         explicit_grid = bool(set(changes.get("preprocess", {})) & set(grid_policy(cfg.preprocess)))
-        verify = verify and run is not None and run.verifier.is_file() and changes.get("verify", {}).get("enabled", True)
-        return cls(cfg, checkpoints, rule, where, models_grid=not explicit_grid,
-                   verifier=run.verifier if verify else None)
+        wanted = verify and changes.get("verify", {}).get("enabled", True)
+        verifier = run.verifier if wanted and run is not None and run.verifier.is_file() else None
+        return cls(cfg, checkpoints, rule, where, models_grid=not explicit_grid, verifier=verifier)
 
     def _load_detectors(self) -> list:
         from kitlib.model import ZDetector

@@ -1,9 +1,9 @@
 """`Verifier`: a run's verifier networks, one per fold, with the patch geometry they were trained on (`verifier.pt`).
 
 Local scoring rescores each fold's held-out candidates with the network that never saw that fold; a test split is
-rescored with the mean of all of them. The file (`RunDir.verifier`) holds plain tensors and numbers (read with `weights_only=True`), so it
-needs no sanitising before it is shared, and predicts on the CPU whatever device the detectors use (a few patches
-per tomogram).
+rescored with the mean of all of them. The file (`RunDir.verifier`) holds plain tensors and numbers (read with
+`weights_only=True`), so it needs no sanitising before it is shared; the networks predict on the CPU whatever device
+the detectors use (a few patches per tomogram).
 """
 
 from __future__ import annotations

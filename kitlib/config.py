@@ -116,6 +116,11 @@ class TrainConfig:
             return f"{self.epochs} epochs"
         return f"{self.time_budget_s / 60:g} min (epochs fitted to the time)"
 
+    def folds_at_once(self) -> int:
+        """How many folds train (and their verifiers) side by side: `parallel_folds` on the CPU, one at a time on a
+        GPU (a process per fold would share one device)."""
+        return self.parallel_folds if self.device == "cpu" else 1
+
 
 @dataclass
 class InferConfig:
@@ -338,9 +343,9 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "infer.slice_step": (1, None), "infer.batch": (1, None), "infer.conf": (0, 1), "infer.imgsz": (32, None),
     "infer.fuse_radius_factor": (1e-6, None), "infer.per_view": (1, None), "infer.top_k": (1, None),
     "infer.decode_threads": (1, None),
-    "verify.patch": (8, None), "verify.shift": (0, None), "verify.shift_z": (0, None), "verify.planes": (1, None), "verify.plane_step": (1, None),
-    "verify.bin": (1, None), "verify.width": (1e-6, None), "verify.steps": (1, None), "verify.batch": (2, None),
-    "verify.lr": (1e-12, None),
+    "verify.patch": (8, None), "verify.shift": (0, None), "verify.shift_z": (0, None), "verify.planes": (1, None),
+    "verify.plane_step": (1, None), "verify.bin": (1, None), "verify.width": (1e-6, None), "verify.steps": (1, None),
+    "verify.batch": (2, None), "verify.lr": (1e-12, None),
     "tune.bootstrap": (0, None), "tune.n_folds": (2, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {

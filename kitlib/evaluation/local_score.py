@@ -212,8 +212,8 @@ def _verified(predicted: dict[int, pl.DataFrame], run: RunDir, records: list[Tom
     rescored by the network that never saw it."""
     from kitlib.verify.folds import rescore_held_out, train_fold_verifiers
 
-    parallel = cfg.train.parallel_folds if cfg.train.device == "cpu" else 1
-    verifier = train_fold_verifiers(run.verify_patches, records, folds, cfg.verify, cfg.train.seed, parallel)
+    verifier = train_fold_verifiers(run.verify_patches, records, folds, cfg.verify, cfg.train.seed,
+                                    cfg.train.folds_at_once())
     verifier.save(run.verifier)
     return {fold: rescore_held_out(c, run.verify_patches, verifier, fold) for fold, c in predicted.items()}
 

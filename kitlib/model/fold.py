@@ -66,7 +66,7 @@ def train_folds(
     process's threads and its output in `<fold dir>/train.log`; a line every 30 s says which epoch each has reached.
     Exports are written first, here, one fold after another (they share the run's stack store).
     """
-    parallel = min(cfg.train.parallel_folds, len(fold_ids)) if cfg.train.device == "cpu" else 1
+    parallel = min(cfg.train.folds_at_once(), len(fold_ids))
     if parallel <= 1:
         return {fold: train_fold(data, run, fold, cfg, folds, records, resume) for fold in fold_ids}
     import torch

@@ -151,8 +151,10 @@ class VerifyConfig:
     shift: int = 12  # training moves the patch up to this many voxels off the candidate in-plane ...
     shift_z: int = 2  # ... and this many slices along z (stored patches have the room: `kitlib.verify.patches`)
     bin: int = 4  # the grid is averaged over bin^3 voxels first: 4 makes the default's 16 A the cpu preset's 64 A
-    width: float = 1.0  # the network's channel multiple (16, 24, 48, 64 at 1.0)
+    width: float = 1.0  # the network's channel multiple (24, 48, 64 at 1.0)
     steps: int = 4000  # a fixed count of optimizer steps, half positives and half negatives in each batch
+    members: int = 2  # networks per fold, member m from seed train.seed + m, their probabilities averaged: two
+    # halve the seed-to-seed spread of the F2 (docs/EXPERIMENTS.md)
     batch: int = 32
     lr: float = 3e-3  # AdamW with a one-cycle schedule
 
@@ -197,8 +199,9 @@ class KitConfig:
             return cls()
         if name == "cpu":
             # For the demo's small synthetic data (bin 4, ~60 A voxels) on 2 cores (measured: README, EXPERIMENTS):
-            # from scratch, 2 folds x 43 epochs of ~560 stacks at 160 px (a fixed count, so every machine trains the
-            # same model; the demo's 200 train tomograms at 43 epochs did better than 100 at 85, for the same cost),
+            # from scratch, 2 folds x 38 epochs of ~560 stacks at 160 px (a fixed count, so every machine trains the
+            # same model; the demo's 200 train tomograms at 43 epochs did better than 100 at 85, for the same cost;
+            # 38 leave room for the verifier),
             # the two folds side by side with a thread each (more epochs per second than one 2-thread training), an
             # optimizer step per batch (nbs = batch). Positive stacks within +-3 slices of their motor
             # (about its radius at 64 A; at +-6 the centre slice misses it: OOF F2 0.76 -> 0.80). Stack stride 3
@@ -345,7 +348,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "infer.decode_threads": (1, None),
     "verify.patch": (8, None), "verify.shift": (0, None), "verify.shift_z": (0, None), "verify.planes": (1, None),
     "verify.plane_step": (1, None), "verify.bin": (1, None), "verify.width": (1e-6, None), "verify.steps": (1, None),
-    "verify.batch": (2, None), "verify.lr": (1e-12, None),
+    "verify.batch": (2, None), "verify.lr": (1e-12, None), "verify.members": (1, None),
     "tune.bootstrap": (0, None), "tune.n_folds": (2, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {

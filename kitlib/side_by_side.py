@@ -4,28 +4,28 @@ kit's small models use two cores better as two 1-thread processes than as one 2-
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 
-def run_folds_side_by_side(work: Callable[..., Any], jobs: dict[int, tuple], parallel: int, what: str,
-                           done: Callable[[Any], str]) -> dict[int, Any]:
-    """`work(*jobs[fold], threads=n)` for every fold, `parallel` at a time, each in a fresh spawned interpreter (no
-    torch thread pool inherited); fold -> result. Prints a line when they start (`what`) and one per fold as it
-    finishes (`done(result)`); a failure is raised when the others are done."""
+def run_folds_side_by_side(work: Callable[..., Any], jobs: dict[Hashable, tuple], parallel: int, what: str,
+                           done: Callable[[Any], str], name: Callable[[Any], str] = "fold {}".format) -> dict:
+    """`work(*jobs[key], threads=n)` for every job (a fold, or what `name` calls it), `parallel` at a time, each in a
+    fresh spawned interpreter (no torch thread pool inherited); key -> result. Prints a line when they start
+    (`what`) and one per job as it finishes (`done(result)`); a failure is raised when the others are done."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     import torch
 
     threads = max(1, torch.get_num_threads() // parallel)
-    print(f"{what} of folds {', '.join(map(str, jobs))} side by side ({parallel} at a time, {threads} "
+    print(f"{what}: {', '.join(map(name, jobs))} side by side ({parallel} at a time, {threads} "
           f"thread{'s' if threads > 1 else ''} each)", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {fold: pool.submit(work, *args, threads=threads) for fold, args in jobs.items()}
+        futures = {key: pool.submit(work, *args, threads=threads) for key, args in jobs.items()}
         results = {}
-        for fold, future in futures.items():
-            results[fold] = future.result()
-            print(f"fold {fold}: {done(results[fold])} ({time.perf_counter() - started:.0f} s)", flush=True)
+        for key, future in futures.items():
+            results[key] = future.result()
+            print(f"{name(key)}: {done(results[key])} ({time.perf_counter() - started:.0f} s)", flush=True)
     return results

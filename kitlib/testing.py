@@ -125,5 +125,5 @@ def tiny_run(run_dir: Path, imgsz: int = 96, stack_stride: int = 2, seed: int = 
     cfg = KitConfig.preset("cpu").override(changes, "tiny_run")
     run.save_config(cfg)
     torch.manual_seed(seed)
-    Verifier({0: PatchNet(cfg.verify.planes, cfg.verify.width)}, cfg.verify).save(run.verifier)
+    Verifier({0: [PatchNet(cfg.verify.planes, cfg.verify.width)]}, cfg.verify).save(run.verifier)
     return run.root

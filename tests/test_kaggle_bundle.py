@@ -198,7 +198,7 @@ def test_weights_bundle_carries_the_runs_verifier_which_predicts_from_the_datase
 
     run = make_run(tmp_path / "runs" / "demo")
     vcfg = VerifyConfig(patch=16, shift=2, planes=3, bin=1)
-    Verifier({0: PatchNet(3), 1: PatchNet(3)}, vcfg).save(run / "verifier.pt")
+    Verifier({0: [PatchNet(3)], 1: [PatchNet(3)]}, vcfg).save(run / "verifier.pt")
     folder = bundle.build_weights("tester", tmp_path / "weights", run, root=repo_copy)
     assert (folder / "verifier.pt").read_bytes() == (run / "verifier.pt").read_bytes()
     assert check_manifest(folder, "tester/motor-kit-weights")["weights"]["verifier.pt"] == "verifier.pt"

@@ -82,7 +82,7 @@ def test_side_by_side_folds_predict_what_one_after_another_would(comp, one_by_on
                    [t for t, f in folds.items() if f == fold]) for fold in (0, 1)}
     spacings = {r.tomo_id: r.voxel_spacing for r in records}
     parallel = predict_held_out(data, jobs, spacings, parallel=2, progress=False)
-    assert "folds 0, 1 side by side (2 at a time, " in capsys.readouterr().out
+    assert "fold 0, fold 1 side by side (2 at a time, " in capsys.readouterr().out
     sequential = with_half_the_threads(lambda: predict_held_out(data, jobs, spacings, parallel=1, progress=False))
     columns = ["tomo_id", "z", "y", "x", "score", "error"]
     for fold in (0, 1):

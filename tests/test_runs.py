@@ -74,7 +74,7 @@ def test_local_score_writes_the_run_layout(at):
 
 
 def test_local_score_trains_the_verifier_on_the_held_out_candidates_and_predict_uses_it(at):
-    """The cpu preset's verifier: a network per fold in verifier.pt, trained on the stored candidates of the other
+    """The cpu preset's verifier: two networks per fold in verifier.pt, trained on the stored candidates of the other
     fold; the out-of-fold rows carry its probability, score.json the detector's own F2; predict rescores with it
     unless told not to."""
     run = RunDir(at / "runs" / "x")
@@ -85,7 +85,7 @@ def test_local_score_trains_the_verifier_on_the_held_out_candidates_and_predict_
     assert len(scored) and (scored["score"] - scored["detector_score"] * scored["verify_score"]).abs().max() < 1e-9
     assert 0 <= json.loads(run.score.read_text())["f2_detector_only"] <= 1
     assert Predictor.from_run("x").verifier is not None
-    assert "verifier of 2 network(s)" in Predictor.from_run("x").describe()
+    assert "verifier of 4 network(s)" in Predictor.from_run("x").describe()
     assert Predictor.from_run("x", overrides={"verify": {"enabled": False}}).verifier is None
 
 

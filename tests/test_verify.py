@@ -14,7 +14,7 @@ from kitlib.data.errors import DataError
 from kitlib.data.labels import TomoRecord
 from kitlib.infer.predict import CANDIDATE_SCHEMA
 from kitlib.run import RunDir
-from kitlib.verify.folds import rescore_held_out
+from kitlib.verify.folds import rescore_held_out, train_fold_verifiers
 from kitlib.verify.patches import augment, cut_patches, cut_shape, network_input
 from kitlib.verify.rescore import best_verified, verified_scores
 from kitlib.verify.store import TomoPatches, candidate_labels, load_tomo_patches, save_tomo_patches, training_samples
@@ -125,14 +125,41 @@ def test_the_network_learns_a_centred_motor_from_a_decoy(tmp_path):
     rng = np.random.default_rng(0)
     train_x, train_y = toy_patches(64, rng, vcfg)
     test_x, test_y = toy_patches(40, rng, vcfg)
-    verifier = Verifier({0: train_net(train_x, train_y, vcfg, seed=0)}, vcfg)
+    verifier = Verifier({0: [train_net(train_x, train_y, vcfg, seed=0)]}, vcfg)
     assert auc(verifier.probability(test_x), test_y) > 0.9
-    again = Verifier({0: train_net(train_x, train_y, vcfg, seed=0)}, vcfg)  # one seed, one network
+    again = Verifier({0: [train_net(train_x, train_y, vcfg, seed=0)]}, vcfg)  # one seed, one network
     assert np.array_equal(again.probability(test_x), verifier.probability(test_x))
 
     loaded = Verifier.load(verifier.save(tmp_path / "verifier.pt"))
     assert np.allclose(loaded.probability(test_x), verifier.probability(test_x), atol=1e-6)
     assert loaded.geometry() == {"patch": 24, "shift": 2, "shift_z": 1, "planes": 3, "plane_step": 2, "bin": 1}
+
+
+def test_each_fold_trains_its_members_from_their_own_seeds_and_scores_with_their_mean(tmp_path):
+    torch.set_num_threads(1)
+    vcfg = VerifyConfig(patch=12, shift=2, planes=3, plane_step=2, shift_z=1, bin=1, width=0.5, steps=3, batch=4,
+                        members=2)
+    rng = np.random.default_rng(0)
+    records, folds = [], {}
+    for i in range(4):  # two tomograms a fold, a motor at a candidate of each and a decoy beside it
+        zyx = np.array([[10.0, 30.0, 30.0], [10.0, 30.0, 90.0]])
+        save_tomo_patches(tmp_path, TomoPatches(f"t{i}", zyx, np.array([0.6, 0.5]),
+                                                toy_patches(2, rng, vcfg)[0], toy_patches(1, rng, vcfg)[0]))
+        records.append(TomoRecord(f"t{i}", (20, 120, 120), 40.0, [(10.0, 30.0, 30.0)], n_motors_stated=1))
+        folds[f"t{i}"] = i % 2
+    verifier = train_fold_verifiers(tmp_path, records, folds, vcfg, seed=3)
+    assert {fold: len(members) for fold, members in verifier.nets.items()} == {0: 2, 1: 2}
+    # fold 0's members learn from fold 1's tomograms only, member m from seed (3 + m) * 1000 + fold
+    patches, labels = training_samples(tmp_path, [r for r in records if folds[r.tomo_id] == 1])
+    for m, net in enumerate(verifier.nets[0]):
+        alone = train_net(patches, labels, vcfg, seed=(3 + m) * 1000)
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), alone.state_dict().values()))
+    x = load_tomo_patches(tmp_path, "t0").patches
+    each = [Verifier({0: [net]}, vcfg).probability(x) for net in verifier.nets[0]]
+    assert np.allclose(verifier.probability(x, fold=0), np.mean(each, 0), atol=1e-7)
+    assert not np.allclose(each[0], each[1])  # two seeds, two opinions
+    assert np.allclose(Verifier.load(verifier.save(tmp_path / "v.pt")).probability(x, 0), verifier.probability(x, 0))
+
 
 
 def test_a_network_needs_both_classes_and_a_bad_file_is_named():
@@ -153,7 +180,7 @@ def test_a_fold_is_rescored_by_its_own_network(tmp_path):
     torch.manual_seed(0)
     from kitlib.verify.net import PatchNet
 
-    nets = {0: PatchNet(SMALL.planes, SMALL.width), 1: PatchNet(SMALL.planes, SMALL.width)}
+    nets = {0: [PatchNet(SMALL.planes, SMALL.width)], 1: [PatchNet(SMALL.planes, SMALL.width)]}
     verifier = Verifier(nets, SMALL)
     rng = np.random.default_rng(1)
     item = TomoPatches("t", rng.uniform(0, 50, (4, 3)), np.array([0.5, 0.45, 0.4, 0.1]),

@@ -160,7 +160,7 @@ class Predictor:
                 f"device {','.join(self.devices)}, grid {_describe_grid(self.cfg.preprocess)}, {size}, "
                 f"TTA {[v.name for v in self.views]}, "
                 f"slice step {icfg.slice_step}, "
-                + (f"verifier of {len(self.verifier.nets)} network(s) rescoring the top {icfg.top_k} candidates"
+                + (f"verifier of {sum(map(len, self.verifier.nets.values()))} network(s) rescoring the top {icfg.top_k} candidates"
                    if self.verifier else "no verifier"))
 
     def predict_tomograms(

@@ -1,6 +1,6 @@
-"""Local scoring's verifier: one network per fold, trained on the stored candidates and motors of the other folds'
-tomograms, then rescoring the fold's own out-of-fold candidates, so that no tomogram is scored by a network that saw
-its labels. A test split is rescored with all of them (`Verifier.probability` without a fold)."""
+"""Local scoring's verifier: `verify.members` networks per fold, trained on the stored candidates and motors of the
+other folds' tomograms, then rescoring the fold's own out-of-fold candidates, so that no tomogram is scored by a
+network that saw its labels. A test split is rescored with all of them (`Verifier.probability` without a fold)."""
 
 from __future__ import annotations
 
@@ -19,29 +19,34 @@ from kitlib.verify.store import load_tomo_patches, patches_file, training_sample
 
 def train_fold_verifiers(patch_dir: Path, records: list[TomoRecord], folds: dict[str, int], vcfg: VerifyConfig,
                          seed: int = 0, parallel: int = 1):
-    """A `Verifier` with one network per fold, each trained on the other folds' tomograms stored in `patch_dir`
-    (those that could be read); `parallel` folds at once, each in its own process (`kitlib.side_by_side`)."""
+    """A `Verifier` with `vcfg.members` networks per fold, each trained on the other folds' tomograms stored in
+    `patch_dir` (those that could be read), member m from seed `seed + m`; `parallel` networks at once, each in its
+    own process (`kitlib.side_by_side`)."""
+    from kitlib.verify.net import PatchNet
     from kitlib.verify.verifier import Verifier
 
     stored = [r for r in records if patches_file(patch_dir, r.tomo_id).is_file()]
-    jobs = {fold: (patch_dir, [r for r in stored if folds[r.tomo_id] != fold], vcfg, seed * 1000 + fold, fold)
-            for fold in sorted(set(folds.values()))}
+    jobs = {(fold, m): (patch_dir, [r for r in stored if folds[r.tomo_id] != fold], vcfg, (seed + m) * 1000 + fold,
+                        fold)
+            for fold in sorted(set(folds.values())) for m in range(vcfg.members)}
+
+    def name(job: tuple[int, int]) -> str:
+        return f"fold {job[0]}" + (f" network {job[1] + 1}" if vcfg.members > 1 else "")
+
     if min(parallel, len(jobs)) > 1:
         states = run_folds_side_by_side(_train_one, jobs, min(parallel, len(jobs)), "training the verifier",
-                                        lambda state: f"verifier trained on {state[1]} patches")
+                                        lambda state: f"verifier trained on {state[1]} patches", name)
     else:
         states = {}
-        for fold, args in jobs.items():
+        for job, args in jobs.items():
             started = time.perf_counter()
-            states[fold] = _train_one(*args)
-            print(f"fold {fold}: verifier trained on {states[fold][1]} patches "
+            states[job] = _train_one(*args)
+            print(f"{name(job)}: verifier trained on {states[job][1]} patches "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-    from kitlib.verify.net import PatchNet
-
     nets = {}
-    for fold, (weights, _) in states.items():
-        nets[fold] = PatchNet(vcfg.planes, vcfg.width)
-        nets[fold].load_state_dict(weights)
+    for (fold, _), (weights, _) in states.items():
+        nets.setdefault(fold, []).append(PatchNet(vcfg.planes, vcfg.width))
+        nets[fold][-1].load_state_dict(weights)
     return Verifier(nets, vcfg, str(patch_dir))
 
 

@@ -1,6 +1,7 @@
-"""`Verifier`: a run's verifier networks, one per fold, with the patch geometry they were trained on (`verifier.pt`).
+"""`Verifier`: a run's verifier networks, `verify.members` per fold, with the patch geometry they were trained on
+(`verifier.pt`).
 
-Local scoring rescores each fold's held-out candidates with the network that never saw that fold; a test split is
+Local scoring rescores each fold's held-out candidates with the networks that never saw that fold; a test split is
 rescored with the mean of all of them. The file (`RunDir.verifier`) holds plain tensors and numbers (read with
 `weights_only=True`), so it needs no sanitising before it is shared; the networks predict on the CPU whatever device
 the detectors use (a few patches per tomogram).
@@ -26,12 +27,12 @@ GEOMETRY = ("patch", "shift", "shift_z", "planes", "plane_step", "bin")
 
 
 class Verifier:
-    """Fold -> `PatchNet`, and the `VerifyConfig` they were trained with."""
+    """Fold -> its `PatchNet`s, and the `VerifyConfig` they were trained with."""
 
-    def __init__(self, nets: dict[int, PatchNet], vcfg: VerifyConfig, source: str = "verifier"):
-        if not nets:
-            raise ValueError(f"{source}: a verifier needs at least one network")
-        self.nets = {int(fold): net.eval() for fold, net in sorted(nets.items())}
+    def __init__(self, nets: dict[int, list[PatchNet]], vcfg: VerifyConfig, source: str = "verifier"):
+        if not nets or not all(nets.values()):
+            raise ValueError(f"{source}: a verifier needs at least one network per fold")
+        self.nets = {int(fold): [net.eval() for net in members] for fold, members in sorted(nets.items())}
         self.vcfg, self.source = vcfg, source
 
     def geometry(self) -> dict:
@@ -40,10 +41,10 @@ class Verifier:
 
     def probability(self, patches: np.ndarray, fold: int | None = None) -> np.ndarray:
         """P(motor) of stored uint8 patches (`kitlib.verify.patches.cut_patches`): the mean over the TTA views
-        (`tta_views`) and over the fold networks, or `fold`'s network alone."""
+        (`tta_views`) and over the networks of every fold, or of `fold` alone."""
         if not len(patches):
             return np.zeros(0)
-        nets = list(self.nets.values()) if fold is None else [self.nets[int(fold)]]
+        nets = [net for f, members in self.nets.items() if fold is None or f == int(fold) for net in members]
         x = network_input(patches, self.vcfg)
         with torch.no_grad():
             logits = [net(torch.from_numpy(np.ascontiguousarray(view))) for net in nets for view in tta_views(x)]
@@ -52,7 +53,7 @@ class Verifier:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"nets": {str(fold): net.state_dict() for fold, net in self.nets.items()},
+        state = {"nets": {str(fold): [net.state_dict() for net in members] for fold, members in self.nets.items()},
                  "verify": dataclasses.asdict(self.vcfg), "kit_version": package_version()}
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(state, tmp)
@@ -67,9 +68,10 @@ class Verifier:
             state = torch.load(path, map_location="cpu", weights_only=True)
             vcfg = VerifyConfig(**state["verify"])
             nets = {}
-            for fold, weights in state["nets"].items():
-                nets[int(fold)] = PatchNet(vcfg.planes, vcfg.width)
-                nets[int(fold)].load_state_dict(weights)
+            for fold, members in state["nets"].items():
+                nets[int(fold)] = [PatchNet(vcfg.planes, vcfg.width) for _ in members]
+                for net, weights in zip(nets[int(fold)], members):
+                    net.load_state_dict(weights)
         except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as e:
             first_line = next(iter(str(e).splitlines()), "")[:100]
             raise DataError(f"{path}: not a readable verifier ({type(e).__name__}: {first_line}); rerun make "

@@ -1,8 +1,9 @@
 """The time budget: `BudgetPlanner` alone (pure: costs are recorded by hand), then predicting through
 `Predictor.predict_split` with an untrained tiny run under budgets from none to too short for one tomogram.
 
-Plans are asserted, seconds only loosely: where a bound on the time is checked, the detector is slowed by a fixed
-sleep per stack (a stand-in for a slow device), so that the bound holds by a wide margin whatever the machine's load.
+Plans are asserted, and where a bound on the time is checked, it bounds what the plans cost: the detector is slowed
+by a fixed sleep per stack (a stand-in for a slow device) and the bound is on the seconds it slept, which no load on
+the machine changes (the wall time of the rest, reading and fusing, did vary threefold beside other work).
 """
 
 from __future__ import annotations
@@ -94,28 +95,30 @@ def tiny(tmp_path_factory) -> tuple[CompetitionData, Path]:
 
 
 class Slow:
-    """A detector slowed by a fixed sleep per stack: wall time that no load on the machine shortens."""
+    """A detector slowed by a fixed sleep per stack: wall time that no load on the machine shortens (`slept`)."""
 
     def __init__(self, detector, per_stack_s: float):
         self.detector, self.stack_stride, self.per_stack_s = detector, detector.stack_stride, per_stack_s
+        self.slept = 0.0
 
     def predict(self, stacks, conf, imgsz):
+        self.slept += self.per_stack_s * len(stacks)
         time.sleep(self.per_stack_s * len(stacks))
         return self.detector.predict(stacks, conf, imgsz)
 
 
 def predict(tiny, out: Path, budget_s, n_views: int, per_stack_s: float = 0.0, n_models: int = 1, step: int = 4):
-    """predict_split of the tiny test split (every row checked, in sample order): the candidates and the seconds."""
+    """predict_split of the tiny test split (every row checked, in sample order): the candidates and the seconds the
+    slowed detector slept (what the plans cost the device)."""
     data, run = tiny
     names = [v.name for v in default_view_order()[:n_views]]
     predictor = Predictor.from_run(run, tta=names, overrides={"infer": {"slice_step": step}})
-    predictor.detectors = [Slow(predictor.detectors[0], per_stack_s)] * n_models
-    started = time.perf_counter()
+    slow = Slow(predictor.detectors[0], per_stack_s)
+    predictor.detectors = [slow] * n_models
     path, candidates = predictor.predict_split(data, "test", out, budget_s=budget_s, progress=False)
-    seconds = time.perf_counter() - started
     assert read_submission(path)["tomo_id"].to_list() == data.submission_ids()
     assert candidates["error"].is_null().all()
-    return candidates, seconds
+    return candidates, slow.slept
 
 
 def plans(candidates) -> list[tuple[int, int]]:
@@ -137,9 +140,9 @@ def test_a_budget_shorter_than_one_tomogram_is_kept_with_every_row(tiny, tmp_pat
     """25 ms a stack: the richest plan (4 views, step 1: 128 stacks) costs 3.2 s a tomogram per model, the cheapest
     (1 view, step 32: 1 stack) about 25 ms; a 1 s budget for 3 tomograms used to spend the richest on the first."""
     slow = {"per_stack_s": 0.025, "n_models": n_models, "step": 1}
-    cheapest, cheap_s = predict(tiny, tmp_path / "cheap.csv", 0, n_views=4, **slow)
+    cheapest, cheap_slept = predict(tiny, tmp_path / "cheap.csv", 0, n_views=4, **slow)
     assert plans(cheapest) == [(1, 32)] * N_TEST
     budget_s = 1.0
-    candidates, seconds = predict(tiny, tmp_path / "sub.csv", budget_s, n_views=4, **slow)
+    candidates, slept = predict(tiny, tmp_path / "sub.csv", budget_s, n_views=4, **slow)
     assert plans(candidates)[0] != (4, 1)  # the first tomogram was planned from the probe
-    assert seconds < 1.5 * (budget_s + cheap_s / N_TEST), plans(candidates)
+    assert slept < 1.5 * (budget_s + cheap_slept / N_TEST), plans(candidates)
